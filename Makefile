@@ -1,0 +1,55 @@
+# BizOps Pilot — the two commands a new user needs are `make run` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+CARGO ?= cargo
+# Build sqlx::query! macros from the committed query data (services/*/.sqlx), never
+# from whatever DATABASE_URL happens to be set. `scripts/sqlx-prepare` regenerates it.
+export SQLX_OFFLINE := true
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: run test lint fmt fmt-check clippy buf-lint build nextest doctest bench dev-services tools sqlx-prepare
+
+## run: start Postgres + NATS, build, migrate and run every service locally (Ctrl-C stops)
+run:
+	scripts/run-dev
+
+## test: services up, lint, then every test of the workspace (unit, integration, end to end)
+test: dev-services lint build nextest doctest
+
+## lint: rustfmt check, clippy with -D warnings, buf lint of the contracts
+lint: fmt-check clippy buf-lint
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+buf-lint: tools
+	cd proto && ../node_modules/.bin/buf lint
+
+build:
+	$(CARGO) build --workspace --bins
+
+nextest:
+	$(CARGO) nextest run --workspace --no-fail-fast
+
+doctest:
+	$(CARGO) test --workspace --doc
+
+## bench: measured performance (release build); see bench/README.md
+bench: dev-services
+	$(CARGO) run --release -p bizops-bench -- $(BENCH_ARGS)
+
+dev-services:
+	scripts/dev-services
+
+tools:
+	scripts/dev-tools
+
+## sqlx-prepare: regenerate services/*/.sqlx after changing a query or a migration
+sqlx-prepare:
+	scripts/sqlx-prepare

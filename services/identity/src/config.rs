@@ -1,0 +1,167 @@
+//! Configuration of the identity service (defaults → file → `BIZOPS_*` env).
+
+use std::{net::SocketAddr, time::Duration};
+
+use bizops_config::{DatabaseConfig, LogConfig, duration, string_list};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// The service name: OpenTelemetry `service.name`, service-token audience, health name.
+pub const SERVICE_NAME: &str = "identity";
+/// The gRPC service name in health checks.
+pub const GRPC_SERVICE: &str = "bizops.identity.v1.IdentityService";
+
+/// Everything identity reads from its configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// gRPC listen address (`BIZOPS_GRPC_ADDR`).
+    pub grpc_addr: SocketAddr,
+    /// Prometheus `/metrics` listen address (`BIZOPS_METRICS_ADDR`).
+    pub metrics_addr: SocketAddr,
+    /// Log format and filter (`BIZOPS_LOG__FORMAT`, `BIZOPS_LOG__FILTER`).
+    pub log: LogConfig,
+    /// Postgres URLs per role and pool sizes (`BIZOPS_DATABASE__*`).
+    pub database: DatabaseConfig,
+    /// Password hashing (`BIZOPS_SCRYPT__*`).
+    pub scrypt: ScryptConfig,
+    /// Session tokens (`BIZOPS_SESSION__*`).
+    pub session: SessionConfig,
+    /// Signing keys (`BIZOPS_KEYS__*`).
+    pub keys: KeysConfig,
+    /// Services that call identity (`BIZOPS_SERVICE_AUTH__*`).
+    pub service_auth: ServiceAuthConfig,
+    /// Failed-login throttling (`BIZOPS_LOGIN_LIMITS__*`).
+    pub login_limits: LoginLimitsConfig,
+    /// How long a graceful shutdown waits for in-flight RPCs.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9102)),
+            log: LogConfig::default(),
+            database: DatabaseConfig::default(),
+            scrypt: ScryptConfig::default(),
+            session: SessionConfig::default(),
+            keys: KeysConfig::default(),
+            service_auth: ServiceAuthConfig::default(),
+            login_limits: LoginLimitsConfig::default(),
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// scrypt parameters. Production defaults follow OWASP (N = 2^17, r = 8, p = 1:
+/// 128 MiB per hash); tests use cheap ones. Hashes with other parameters are
+/// upgraded at the next successful login.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScryptConfig {
+    /// log2 of the cost N.
+    pub log_n: u8,
+    /// Block size.
+    pub r: u32,
+    /// Parallelism.
+    pub p: u32,
+    /// Hashes computed at once; 0 = the number of CPU cores. Bounds memory use in a
+    /// login burst to this many working sets.
+    pub max_concurrent: usize,
+}
+
+impl Default for ScryptConfig {
+    fn default() -> Self {
+        Self { log_n: 17, r: 8, p: 1, max_concurrent: 0 }
+    }
+}
+
+/// Session token settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// `iss` of session tokens.
+    pub issuer: String,
+    /// `aud` of session tokens.
+    pub audience: String,
+    /// Absolute lifetime of a session.
+    #[serde(deserialize_with = "duration")]
+    pub ttl: Duration,
+    /// A session unused this long ends.
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// `last_seen_at` is written at most this often per session (keeps
+    /// VerifySession mostly read-only).
+    #[serde(deserialize_with = "duration")]
+    pub last_seen_resolution: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "bizops-identity".into(),
+            audience: "bizops".into(),
+            ttl: Duration::from_secs(12 * 3600),
+            idle_timeout: Duration::from_secs(2 * 3600),
+            last_seen_resolution: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Session signing keys. The service refuses to start without a signing key.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeysConfig {
+    /// The current Ed25519 signing key, `<kid>:<base64 32-byte seed>`
+    /// (`identity keygen` prints one; a Kubernetes Secret in a cluster).
+    pub signing_key: Option<SecretString>,
+    /// Public keys of previous signing keys, `<kid>:<base64 32-byte key>`, still
+    /// accepted and listed in the JWKS during a rotation (comma-separated in env).
+    #[serde(deserialize_with = "string_list")]
+    pub previous_public_keys: Vec<String>,
+}
+
+/// Which services may call identity, and whose forwarded metadata it trusts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceAuthConfig {
+    /// Trusted callers' public keys, `<service>:<base64 32-byte key>`
+    /// (comma-separated in env).
+    #[serde(deserialize_with = "string_list")]
+    pub trusted_callers: Vec<String>,
+    /// Callers whose `x-bizops-source` (the end user's address) is believed.
+    #[serde(deserialize_with = "string_list")]
+    pub trust_forwarded_source_from: Vec<String>,
+}
+
+impl Default for ServiceAuthConfig {
+    fn default() -> Self {
+        Self { trusted_callers: Vec::new(), trust_forwarded_source_from: vec!["gateway".into()] }
+    }
+}
+
+/// Failed-login throttling. Failures are counted per (email, source) pair first,
+/// so one attacking address is stopped long before the per-email limit could lock
+/// the real owner out; the per-email limit never blocks an address the owner has
+/// signed in from before.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginLimitsConfig {
+    /// The sliding window failures are counted in.
+    #[serde(deserialize_with = "duration")]
+    pub window: Duration,
+    /// Failures per (email, source address) in the window.
+    pub per_pair: u32,
+    /// Failures per source address, across emails.
+    pub per_source: u32,
+    /// Failures per email, across addresses.
+    pub per_email: u32,
+}
+
+impl Default for LoginLimitsConfig {
+    fn default() -> Self {
+        Self { window: Duration::from_secs(15 * 60), per_pair: 5, per_source: 30, per_email: 50 }
+    }
+}

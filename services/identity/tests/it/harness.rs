@@ -1,0 +1,191 @@
+//! Starts identity in-process on port 0 against a fresh database.
+
+use std::{net::SocketAddr, time::Duration};
+
+use bizops_authn::{ServiceSigner, SigningKey};
+use bizops_proto::identity::v1::{self as pb, identity_service_client::IdentityServiceClient};
+use bizops_testkit::{LogCapture, TestDb, any_port, capture_logs};
+use identity::{
+    App, IdentityConfig, MIGRATOR,
+    config::{LoginLimitsConfig, ScryptConfig},
+};
+use tokio::{sync::oneshot, task::JoinHandle};
+use tonic::{Code, Request, Status, transport::Channel};
+
+pub const PASSWORD: &str = "correct horse battery staple 42";
+pub const NEW_PASSWORD: &str = "velvet otter juggling seven lanterns";
+
+/// Cheap scrypt for tests (production parameters are exercised in `ops`).
+pub fn cheap_scrypt() -> ScryptConfig {
+    ScryptConfig { log_n: 4, r: 8, p: 1, max_concurrent: 2 }
+}
+
+pub struct Identity {
+    pub db: TestDb,
+    pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub client: IdentityServiceClient<Channel>,
+    pub signing_key: SigningKey,
+    pub gateway: ServiceSigner,
+    pub logs: LogCapture,
+    pub config: IdentityConfig,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+pub fn base_config(db: &TestDb, key: &SigningKey, gateway: &ServiceSigner) -> IdentityConfig {
+    let mut config =
+        IdentityConfig { grpc_addr: any_port(), metrics_addr: any_port(), ..IdentityConfig::default() };
+    config.database.url = Some(db.url("bizops_identity").into());
+    config.database.system_url = Some(db.url("bizops_identity_system").into());
+    config.database.migrate_url = Some(db.url("bizops_migrator").into());
+    config.database.max_connections = 4;
+    config.database.system_max_connections = 2;
+    config.scrypt = cheap_scrypt();
+    config.keys.signing_key = Some(key.to_secret_string());
+    config.service_auth.trusted_callers = vec![gateway.public_key().to_config_string()];
+    config.login_limits = LoginLimitsConfig::default();
+    config.shutdown_grace = Duration::from_secs(5);
+    config
+}
+
+impl Identity {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut IdentityConfig)) -> Self {
+        let logs = capture_logs();
+        bizops_telemetry::install_crypto_provider();
+        let db = TestDb::create(&MIGRATOR).await.expect("test database");
+        let signing_key = SigningKey::generate("test-k1").unwrap();
+        let gateway = ServiceSigner::new("gateway", SigningKey::generate("gateway").unwrap());
+        let mut config = base_config(&db, &signing_key, &gateway);
+        adjust(&mut config);
+        Self::launch(db, signing_key, gateway, logs, config).await
+    }
+
+    pub async fn launch(
+        db: TestDb,
+        signing_key: SigningKey,
+        gateway: ServiceSigner,
+        logs: LogCapture,
+        config: IdentityConfig,
+    ) -> Self {
+        let app = App::build(config.clone()).await.expect("identity builds");
+        let addr = app.grpc_addr().unwrap();
+        let metrics_addr = app.metrics_addr().unwrap();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        let client = IdentityServiceClient::connect(format!("http://{addr}")).await.expect("connect");
+        Self {
+            db,
+            addr,
+            metrics_addr,
+            client,
+            signing_key,
+            gateway,
+            logs,
+            config,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server gracefully and returns the database (to restart on it).
+    pub async fn stop(mut self) -> TestDb {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("stops in time")
+                .unwrap()
+                .unwrap();
+        }
+        // Move the database out; the rest is dropped.
+        let Identity { db, .. } = self;
+        db
+    }
+
+    pub fn client(&self) -> IdentityServiceClient<Channel> {
+        self.client.clone()
+    }
+
+    pub async fn register(&self, email: &str) -> pb::Account {
+        self.client()
+            .register(pb::RegisterRequest {
+                email: email.into(),
+                password: PASSWORD.into(),
+                display_name: String::new(),
+            })
+            .await
+            .expect("register")
+            .into_inner()
+            .account
+            .unwrap()
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Result<pb::LoginResponse, Status> {
+        self.client()
+            .login(pb::LoginRequest { email: email.into(), password: password.into() })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// A login as the gateway would forward it for an end user at `source`.
+    pub async fn login_from(
+        &self,
+        source: &str,
+        email: &str,
+        password: &str,
+    ) -> Result<pb::LoginResponse, Status> {
+        let mut req = Request::new(pb::LoginRequest { email: email.into(), password: password.into() });
+        req.metadata_mut().insert("x-bizops-source", source.parse().unwrap());
+        let token = self.gateway.token_for("identity").unwrap();
+        req.metadata_mut().insert("x-bizops-service-token", token.parse().unwrap());
+        self.client().login(req).await.map(|r| r.into_inner())
+    }
+
+    pub async fn token(&self, email: &str) -> String {
+        self.login(email, PASSWORD).await.expect("login").session.unwrap().token
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<pb::VerifySessionResponse, Status> {
+        self.client()
+            .verify_session(pb::VerifySessionRequest { token: token.into() })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    pub async fn superuser(&self) -> sqlx::PgPool {
+        self.db.superuser_pool().await.unwrap()
+    }
+}
+
+/// A request carrying `authorization: Bearer <token>`.
+pub fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut req = Request::new(message);
+    req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req
+}
+
+/// The stable error code of a status.
+pub fn code_of(status: &Status) -> String {
+    status.metadata().get("x-bizops-error-code").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+}
+
+#[track_caller]
+pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, error_code: &str) -> Status {
+    let status = result.expect_err("expected an error");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert_eq!(code_of(&status), error_code, "{status:?}");
+    status
+}
+
+pub fn unique_email(tag: &str) -> String {
+    format!("{tag}.{}@example.com", &uuid::Uuid::now_v7().simple().to_string()[20..])
+}

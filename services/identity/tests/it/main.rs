@@ -1,0 +1,10 @@
+//! identity over real gRPC against real Postgres (a fresh database per test).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+mod auth_flow;
+mod isolation;
+mod ops;
+mod rate_limit;
+mod tokens;
