@@ -7,7 +7,7 @@ CARGO ?= cargo
 export SQLX_OFFLINE := true
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test lint fmt fmt-check clippy buf-lint build nextest doctest bench dev-services tools sqlx-prepare
+.PHONY: run test lint fmt fmt-check clippy buf-lint build nextest nextest-installed doctest bench dev-services tools sqlx-prepare
 
 ## run: start Postgres + NATS, build, migrate and run every service locally (Ctrl-C stops)
 run:
@@ -34,8 +34,11 @@ buf-lint: tools
 build:
 	$(CARGO) build --workspace --bins
 
-nextest:
+nextest: nextest-installed
 	$(CARGO) nextest run --workspace --no-fail-fast
+
+nextest-installed:
+	@$(CARGO) nextest --version >/dev/null 2>&1 || $(CARGO) install cargo-nextest --locked
 
 doctest:
 	$(CARGO) test --workspace --doc

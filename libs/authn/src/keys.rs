@@ -90,6 +90,26 @@ impl SigningKey {
         Ok(Self { kid: kid.to_owned(), key: ed25519_dalek::SigningKey::from_bytes(&seed) })
     }
 
+    /// The same key under another key id.
+    pub fn with_kid(mut self, kid: &str) -> Result<Self, KeyError> {
+        split(&format!("{kid}:x"))?;
+        self.kid = kid.to_owned();
+        Ok(self)
+    }
+
+    /// A 256-bit key derived from this private key for another purpose
+    /// (HMAC-SHA256 keyed by the seed over `label`), so one configured secret can
+    /// key e.g. the login throttle's hashes without a second secret to manage.
+    pub fn derive_subkey(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        use hmac::{KeyInit as _, Mac as _};
+        let mut out = Zeroizing::new([0u8; 32]);
+        if let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.key.to_bytes()) {
+            mac.update(label.as_bytes());
+            out.copy_from_slice(&mac.finalize().into_bytes());
+        }
+        out
+    }
+
     /// `<kid>:<base64 seed>`, the form [`SigningKey::parse`] reads.
     pub fn to_secret_string(&self) -> SecretString {
         SecretString::from(format!("{}:{}", self.kid, STANDARD.encode(self.key.to_bytes())))
@@ -217,6 +237,10 @@ mod tests {
         assert!(!format!("{k:?}").contains(&seed));
         assert_eq!(PublicKey::parse(&k.public().to_config_string()).unwrap(), k.public());
         assert_eq!(PublicKey::from_jwk(&k.public().to_jwk()).unwrap(), k.public());
+        let renamed = k.clone().with_kid("executor").unwrap();
+        assert_eq!(renamed.public().kid(), "executor");
+        assert_ne!(*k.derive_subkey("a"), *k.derive_subkey("b"));
+        assert_eq!(*k.derive_subkey("a"), *again.derive_subkey("a"));
     }
 
     #[test]

@@ -47,9 +47,10 @@ pub struct ServiceSigner {
 }
 
 impl ServiceSigner {
-    /// A signer for service `name`. The key's id is replaced by the name, because
-    /// callees look up the caller's public key by it.
+    /// A signer for service `name`. The key's id becomes the name, because callees
+    /// look up the caller's public key by it (see [`ServiceSigner::public_key`]).
     pub fn new(name: &str, key: SigningKey) -> Self {
+        let key = key.clone().with_kid(name).unwrap_or(key);
         Self { name: name.to_owned(), key, cache: Arc::default() }
     }
 
@@ -204,6 +205,14 @@ mod tests {
         assert_eq!(vault.verify(&gateway.token_for("vault").unwrap()), Err(TokenError::UnknownKey));
         // Trusted, but addressed to someone else.
         assert_eq!(vault.verify(&executor.token_for("catalog").unwrap()), Err(TokenError::WrongAudience));
+    }
+
+    #[test]
+    fn the_public_key_is_published_under_the_service_name() {
+        let signer = ServiceSigner::new("executor", SigningKey::generate("some-other-kid").unwrap());
+        assert_eq!(signer.public_key().kid(), "executor");
+        let vault = ServiceVerifier::new("vault", [&signer.public_key()]);
+        assert_eq!(vault.verify(&signer.token_for("vault").unwrap()).unwrap(), "executor");
     }
 
     #[test]

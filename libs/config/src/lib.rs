@@ -20,6 +20,10 @@ use serde::{Deserialize, Deserializer, de::DeserializeOwned};
 pub const ENV_PREFIX: &str = "BIZOPS_";
 /// Environment variable naming the optional TOML file (read by the binaries' CLI).
 pub const CONFIG_FILE_ENV: &str = "BIZOPS_CONFIG";
+/// `BIZOPS_*` variables that belong to the project's tooling (scripts, tests, CI),
+/// not to any service's configuration; they are ignored so they can never stop a
+/// service from starting.
+pub const RESERVED_ENV_PREFIXES: &[&str] = &["DEV_", "TEST_", "CI_", "BIN_", "BENCH_"];
 
 /// Why configuration could not be loaded. The message names the key but never
 /// echoes a value, so a malformed secret cannot end up in a log.
@@ -51,7 +55,11 @@ pub fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
     // Environment values are taken as strings, never guessed: a numeric-looking
     // secret stays a string, while `extract_lossy` still reads "8080" as a number
     // and "true" as a boolean where the field wants one.
-    for (key, value) in Env::prefixed(ENV_PREFIX).split("__").ignore(&["CONFIG"]).iter() {
+    let env = Env::prefixed(ENV_PREFIX)
+        .filter(|key| !RESERVED_ENV_PREFIXES.iter().any(|p| key.as_str().to_ascii_uppercase().starts_with(p)))
+        .split("__")
+        .ignore(&["CONFIG"]);
+    for (key, value) in env.iter() {
         fig = fig.merge(Serialized::global(key.as_str(), value));
     }
     Ok(fig)
@@ -307,6 +315,9 @@ mod tests {
             jail.set_env("BIZOPS_NESTED__URL", "postgres://env");
             jail.set_env("BIZOPS_TOKEN", "12345");
             jail.set_env("BIZOPS_CONFIG", "ignored.toml");
+            // Tooling variables are not configuration and never fail a service.
+            jail.set_env("BIZOPS_DEV_NATS_PORT", "4224");
+            jail.set_env("BIZOPS_TEST_ADMIN_DATABASE_URL", "postgres://x");
             let s: Sample = load(Some(Path::new("c.toml"))).expect("env");
             assert_eq!((s.name.as_str(), s.port), ("file", 3));
             assert_eq!(s.nested.url, "postgres://env");

@@ -10,11 +10,13 @@
 
 mod db;
 mod logs;
+mod server;
 
 use std::net::SocketAddr;
 
 pub use db::{TestDb, admin_url};
 pub use logs::{LogCapture, capture_logs};
+pub use server::InProcess;
 
 /// An address on loopback with an OS-assigned port, for `App::build` in tests.
 pub fn any_port() -> SocketAddr {

@@ -36,6 +36,27 @@ pub struct IdentityConfig {
     /// How long a graceful shutdown waits for in-flight RPCs.
     #[serde(deserialize_with = "duration")]
     pub shutdown_grace: Duration,
+    /// How long a shutdown keeps serving while reporting NOT_SERVING, so load
+    /// balancers stop sending new work first.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_drain: Duration,
+}
+
+impl bizops_runtime::cli::ServiceConfig for IdentityConfig {
+    const NAME: &'static str = SERVICE_NAME;
+    const HEALTH_SERVICE: &'static str = GRPC_SERVICE;
+
+    fn log(&self) -> &LogConfig {
+        &self.log
+    }
+
+    fn database(&self) -> Option<&DatabaseConfig> {
+        Some(&self.database)
+    }
+
+    fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
 }
 
 impl Default for IdentityConfig {
@@ -51,6 +72,7 @@ impl Default for IdentityConfig {
             service_auth: ServiceAuthConfig::default(),
             login_limits: LoginLimitsConfig::default(),
             shutdown_grace: Duration::from_secs(20),
+            shutdown_drain: Duration::from_secs(3),
         }
     }
 }
@@ -143,9 +165,9 @@ impl Default for ServiceAuthConfig {
 }
 
 /// Failed-login throttling. Failures are counted per (email, source) pair first,
-/// so one attacking address is stopped long before the per-email limit could lock
-/// the real owner out; the per-email limit never blocks an address the owner has
-/// signed in from before.
+/// so one attacking address is stopped long before the other limits could lock
+/// the real owner out; the per-source and per-email limits never block an address
+/// the owner has signed in or registered from before.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LoginLimitsConfig {
@@ -158,10 +180,18 @@ pub struct LoginLimitsConfig {
     pub per_source: u32,
     /// Failures per email, across addresses.
     pub per_email: u32,
+    /// Registrations per source address per hour (each costs a full scrypt hash).
+    pub register_per_source_per_hour: u32,
 }
 
 impl Default for LoginLimitsConfig {
     fn default() -> Self {
-        Self { window: Duration::from_secs(15 * 60), per_pair: 5, per_source: 30, per_email: 50 }
+        Self {
+            window: Duration::from_secs(15 * 60),
+            per_pair: 5,
+            per_source: 30,
+            per_email: 50,
+            register_per_source_per_hour: 20,
+        }
     }
 }

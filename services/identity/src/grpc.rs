@@ -21,7 +21,7 @@ use crate::{
     password::{self, Hasher},
     store::{AccountRow, AccountStore, SessionRow},
     system::SystemStore,
-    throttle::{Keys, Throttle},
+    throttle::Throttle,
 };
 
 /// The one answer for a wrong password and an unknown email.
@@ -39,6 +39,16 @@ pub struct Identity<S> {
     pub(crate) throttle: Throttle,
     pub(crate) session: SessionConfig,
     pub(crate) trust_forwarded_from: Vec<String>,
+    pub(crate) register_limiter: Arc<RegisterLimiter>,
+}
+
+/// Registrations per source address (each costs a full scrypt hash).
+pub type RegisterLimiter = governor::DefaultKeyedRateLimiter<IpAddr>;
+
+/// A limiter allowing `per_hour` registrations per address (bursts up to that).
+pub fn register_limiter(per_hour: u32) -> RegisterLimiter {
+    let per_hour = std::num::NonZeroU32::new(per_hour.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+    governor::RateLimiter::keyed(governor::Quota::per_hour(per_hour))
 }
 
 fn account_pb(a: &AccountRow) -> pb::Account {
@@ -122,19 +132,34 @@ impl<S: AccountStore> Identity<S> {
         source: Option<IpAddr>,
         field: &str,
     ) -> Result<(), Error> {
-        let keys = Keys::new(&account.email, source);
-        let now = OffsetDateTime::now_utc();
-        self.throttle.check(&account.email, &keys, now).await?;
+        let keys = self.throttle.keys(&account.email, source);
+        let attempt = self.throttle.begin(&account.email, &keys, OffsetDateTime::now_utc()).await?;
         let verified =
             self.hasher.verify(SecretString::from(password), Some(account.password_hash.clone())).await?;
         if !verified.ok {
-            self.throttle.failed(&keys, now).await?;
             return Err(Error::new(ErrorCode::InvalidCredentials, format!("{field}: password is incorrect")));
         }
-        Ok(())
+        self.throttle.succeeded(attempt, &keys).await
     }
 
-    async fn register(&self, req: pb::RegisterRequest) -> Result<pb::RegisterResponse, Error> {
+    async fn register(
+        &self,
+        source: Option<IpAddr>,
+        req: pb::RegisterRequest,
+    ) -> Result<pb::RegisterResponse, Error> {
+        let limiter_key = source.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        if let Err(not_until) = self.register_limiter.check_key(&limiter_key) {
+            let wait = not_until
+                .wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            return Err(Error::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many sign-ups from this address; try again in {} seconds",
+                    wait.as_secs().max(1)
+                ),
+            )
+            .with_retry_after(wait));
+        }
         let email = Email::parse(&req.email)?;
         let display_name = req.display_name.trim().to_owned();
         if display_name.chars().count() > MAX_DISPLAY_NAME {
@@ -158,16 +183,24 @@ impl<S: AccountStore> Identity<S> {
             password_changed_at: now,
         };
         self.store.create_account(&account).await?;
+        if source.is_some() {
+            // The owner's own address is known from the start, so the per-email and
+            // per-source limits can never lock them out of it.
+            let keys = self.throttle.keys(&account.email, source);
+            self.store.remember_source(OwnerId(account.id), keys.source(), now).await?;
+        }
         metrics::counter!("identity_registrations_total").increment(1);
         tracing::info!(owner_id = %account.id, "account registered");
         Ok(pb::RegisterResponse { account: Some(account_pb(&account)) })
     }
 
     async fn login(&self, source: Option<IpAddr>, req: pb::LoginRequest) -> Result<pb::LoginResponse, Error> {
+        // The raw normalised string, not `Email`: a malformed email must take the
+        // same path (and time) as an unknown one.
         let email = normalise(&req.email);
-        let keys = Keys::new(&email, source);
+        let keys = self.throttle.keys(&email, source);
         let now = OffsetDateTime::now_utc();
-        self.throttle.check(&email, &keys, now).await?;
+        let attempt = self.throttle.begin(&email, &keys, now).await?;
 
         // Unknown email, malformed email and over-long password all take the dummy
         // path: same work, same answer.
@@ -176,28 +209,33 @@ impl<S: AccountStore> Identity<S> {
             if plausible { self.system.find_login(&email).await.map_err(Error::internal)? } else { None };
         let stored = record.as_ref().map(|r| r.password_hash.clone());
         let verified = self.hasher.verify(SecretString::from(req.password.clone()), stored).await?;
-        let Some(record) = record.filter(|_| verified.ok) else {
-            self.throttle.failed(&keys, now).await?;
+        let rejected = || {
             metrics::counter!("identity_logins_total", "result" => "invalid").increment(1);
             tracing::info!("login rejected");
-            return Err(Error::new(ErrorCode::InvalidCredentials, INVALID_CREDENTIALS));
+            Error::new(ErrorCode::InvalidCredentials, INVALID_CREDENTIALS)
+        };
+        let Some(record) = record.filter(|_| verified.ok) else {
+            // The attempt stays counted as a failure.
+            return Err(rejected());
         };
 
         let owner = record.owner;
-        self.throttle.succeeded(&keys).await?;
+        self.throttle.succeeded(attempt, &keys).await?;
         self.store.remember_source(owner, keys.source(), now).await?;
+        let mut current_hash = record.password_hash.clone();
         if verified.needs_upgrade {
             let new_hash = self.hasher.hash(SecretString::from(req.password)).await?;
-            self.store.upgrade_hash(owner, &record.password_hash, &new_hash).await?;
-            tracing::info!(owner_id = %owner, "password hash upgraded to current parameters");
+            if self.store.upgrade_hash(owner, &record.password_hash, &new_hash).await? {
+                tracing::info!(owner_id = %owner, "password hash upgraded to current parameters");
+                current_hash = new_hash;
+            }
         }
         let (row, session) = self.open_session(owner).await?;
-        self.store.create_session(&row).await?;
-        let account = self
-            .store
-            .account(owner)
-            .await?
-            .ok_or_else(|| Error::new(ErrorCode::InvalidCredentials, INVALID_CREDENTIALS))?;
+        if !self.store.create_session(&row, &current_hash).await? {
+            // The password changed while this sign-in was checking the old one.
+            return Err(rejected());
+        }
+        let account = self.store.account(owner).await?.ok_or_else(rejected)?;
         metrics::counter!("identity_logins_total", "result" => "ok").increment(1);
         tracing::info!(owner_id = %owner, session_id = %row.id, "login succeeded");
         Ok(pb::LoginResponse { account: Some(account_pb(&account)), session: Some(session) })
@@ -234,8 +272,13 @@ impl<S: AccountStore> Identity<S> {
             .map_err(|e| Error::new(e.code(), e.message().replacen("password:", "new_password:", 1)))?;
         let new_hash = self.hasher.hash(SecretString::from(req.new_password)).await?;
         let (row, session) = self.open_session(user.owner_id).await?;
-        self.store.replace_password(user.owner_id, &new_hash, &row).await?;
-        tracing::info!(owner_id = %user.owner_id, "password changed; every other session revoked");
+        if !self.store.replace_password(user.owner_id, &account.password_hash, &new_hash, &row).await? {
+            return Err(Error::new(
+                ErrorCode::StaleVersion,
+                "current_password: the password was changed at the same time; sign in again",
+            ));
+        }
+        tracing::info!(owner_id = %user.owner_id, "password changed; every session revoked, a fresh one opened");
         Ok(pb::ChangePasswordResponse { session: Some(session) })
     }
 
@@ -248,7 +291,7 @@ impl<S: AccountStore> Identity<S> {
         let account =
             self.store.account(user.owner_id).await?.ok_or_else(|| session_expired("the account is gone"))?;
         self.recheck_password(&account, req.password, source, "password").await?;
-        let keys = Keys::new(&account.email, None);
+        let keys = self.throttle.keys(&account.email, None);
         // Deleting the account row removes its sessions and known sources with it.
         self.store.delete_account(user.owner_id).await?;
         self.system.forget_email(keys.email()).await.map_err(Error::internal)?;
@@ -269,7 +312,8 @@ impl<S: AccountStore> IdentityService for Identity<S> {
         &self,
         request: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
-        reply(self.register(request.into_inner()).await)
+        let source = self.source(&request);
+        reply(self.register(source, request.into_inner()).await)
     }
 
     #[tracing::instrument(skip_all)]

@@ -5,12 +5,16 @@ use std::sync::{Arc, RwLock};
 
 use bizops_authn::{JwkSet, PublicKey, SessionSigner, SessionVerifier, SigningKey};
 
-use crate::config::{KeysConfig, SessionConfig};
+use crate::{
+    config::{KeysConfig, SessionConfig},
+    throttle::HashKey,
+};
 
 /// Keys built from configuration.
 #[derive(Debug, Clone)]
 pub struct KeyRing {
     signer: SessionSigner,
+    hash_key: HashKey,
     public: Vec<PublicKey>,
     verifier: Arc<RwLock<SessionVerifier>>,
 }
@@ -42,6 +46,7 @@ impl KeyRing {
         }
         let verifier = SessionVerifier::new(&public, &session.issuer, &session.audience);
         Ok(Self {
+            hash_key: HashKey::new(current.derive_subkey("bizops/identity/throttle/v1")),
             signer: SessionSigner::new(current, &session.issuer, &session.audience),
             public,
             verifier: Arc::new(RwLock::new(verifier)),
@@ -56,6 +61,12 @@ impl KeyRing {
     /// Verifies session tokens (shared with the auth layer).
     pub fn verifier(&self) -> Arc<RwLock<SessionVerifier>> {
         self.verifier.clone()
+    }
+
+    /// The key of throttle and known-source hashes (derived from the signing key;
+    /// a key rotation resets throttle counts and known addresses, which is safe).
+    pub fn hash_key(&self) -> HashKey {
+        self.hash_key.clone()
     }
 
     /// Current key first, then previous keys.

@@ -76,8 +76,14 @@ pub trait AccountStore: Send + Sync + 'static {
     fn create_account(&self, account: &AccountRow) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The account of `owner`.
     fn account(&self, owner: OwnerId) -> impl Future<Output = Result<Option<AccountRow>, StoreError>> + Send;
-    /// Opens a session.
-    fn create_session(&self, session: &SessionRow) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Opens a session, but only while the account's hash is still `verified_hash`
+    /// (the one the password was just checked against): a sign-in that raced a
+    /// password change must not outlive it. False if the hash changed.
+    fn create_session(
+        &self,
+        session: &SessionRow,
+        verified_hash: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// A session of `owner`.
     fn session(
         &self,
@@ -97,21 +103,22 @@ pub trait AccountStore: Send + Sync + 'static {
         owner: OwnerId,
         id: Uuid,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Sets a new password hash, ends every session of the owner and opens `fresh`,
-    /// atomically.
+    /// Replaces `old_hash` (compare-and-swap), ends every session of the owner and
+    /// opens `fresh`, atomically. False if the hash was not `old_hash` any more.
     fn replace_password(
         &self,
         owner: OwnerId,
+        old_hash: &str,
         new_hash: &str,
         fresh: &SessionRow,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Replaces the hash after a parameter change, only if it is still `old_hash`.
     fn upgrade_hash(
         &self,
         owner: OwnerId,
         old_hash: &str,
         new_hash: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Records a successful sign-in from a (hashed) source address.
     fn remember_source(
         &self,
@@ -183,11 +190,23 @@ impl AccountStore for PgAccountStore {
         Ok(row)
     }
 
-    async fn create_session(&self, s: &SessionRow) -> Result<(), StoreError> {
+    async fn create_session(&self, s: &SessionRow, verified_hash: &str) -> Result<bool, StoreError> {
         let mut tx = self.scoped(OwnerId(s.owner_id)).await?;
-        insert_session(&mut tx, s).await?;
+        let done = sqlx::query!(
+            "INSERT INTO identity.sessions (id, owner_id, created_at, expires_at, last_seen_at)
+             SELECT $1, $2, $3, $4, $5
+             WHERE EXISTS (SELECT 1 FROM identity.accounts WHERE id = $2 AND password_hash = $6)",
+            s.id,
+            s.owner_id,
+            s.created_at,
+            s.expires_at,
+            s.last_seen_at,
+            verified_hash,
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn session(&self, owner: OwnerId, id: Uuid) -> Result<Option<SessionRow>, StoreError> {
@@ -226,29 +245,45 @@ impl AccountStore for PgAccountStore {
     async fn replace_password(
         &self,
         owner: OwnerId,
+        old_hash: &str,
         new_hash: &str,
         fresh: &SessionRow,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.scoped(owner).await?;
-        sqlx::query!(
-            "UPDATE identity.accounts SET password_hash = $2, password_changed_at = $3, updated_at = $3 WHERE id = $1",
+        let changed = sqlx::query!(
+            "UPDATE identity.accounts SET password_hash = $3, password_changed_at = $4, updated_at = $4
+             WHERE id = $1 AND password_hash = $2",
             owner.as_uuid(),
+            old_hash,
             new_hash,
             fresh.created_at,
         )
         .execute(&mut *tx)
         .await?;
+        if changed.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
         sqlx::query!("DELETE FROM identity.sessions WHERE owner_id = $1", owner.as_uuid())
             .execute(&mut *tx)
             .await?;
-        insert_session(&mut tx, fresh).await?;
+        sqlx::query!(
+            "INSERT INTO identity.sessions (id, owner_id, created_at, expires_at, last_seen_at) VALUES ($1, $2, $3, $4, $5)",
+            fresh.id,
+            fresh.owner_id,
+            fresh.created_at,
+            fresh.expires_at,
+            fresh.last_seen_at,
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
-    async fn upgrade_hash(&self, owner: OwnerId, old_hash: &str, new_hash: &str) -> Result<(), StoreError> {
+    async fn upgrade_hash(&self, owner: OwnerId, old_hash: &str, new_hash: &str) -> Result<bool, StoreError> {
         let mut tx = self.scoped(owner).await?;
-        sqlx::query!(
+        let done = sqlx::query!(
             "UPDATE identity.accounts SET password_hash = $3, updated_at = now() WHERE id = $1 AND password_hash = $2",
             owner.as_uuid(),
             old_hash,
@@ -257,7 +292,7 @@ impl AccountStore for PgAccountStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn remember_source(
@@ -288,18 +323,4 @@ impl AccountStore for PgAccountStore {
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
-}
-
-async fn insert_session(tx: &mut Transaction<'static, Postgres>, s: &SessionRow) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "INSERT INTO identity.sessions (id, owner_id, created_at, expires_at, last_seen_at) VALUES ($1, $2, $3, $4, $5)",
-        s.id,
-        s.owner_id,
-        s.created_at,
-        s.expires_at,
-        s.last_seen_at,
-    )
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }

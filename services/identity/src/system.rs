@@ -3,7 +3,7 @@
 //!
 //! - sign-in lookup by email (no owner is known before the password is checked);
 //! - the failed-login throttle, keyed by hashes of email and source address;
-//! - sweeping throttle rows older than the window;
+//! - sweeping throttle rows older than the window, and expired or idle sessions;
 //! - forgetting throttle rows of a deleted account's email.
 
 use bizops_authn::OwnerId;
@@ -74,28 +74,51 @@ impl SystemStore {
         Ok(row)
     }
 
-    /// Failures per key since `since`.
-    pub async fn failure_counts(
+    /// Atomically checks the counts and, when `allow` accepts them, records this
+    /// attempt as a failure *before* the password is checked; returns the row id
+    /// (deleted again by [`SystemStore::forgive`] when the password was right).
+    /// Advisory locks on the three keys serialise concurrent attempts, so parallel
+    /// guesses cannot all slip under a limit before any of them is counted.
+    pub async fn reserve_attempt(
         &self,
         pair: &[u8],
         email: &[u8],
         source: &[u8],
         since: OffsetDateTime,
-    ) -> Result<FailureCounts, sqlx::Error> {
-        let r = sqlx::query!(
-            "SELECT count(*) FILTER (WHERE pair_key = $1) AS \"pair!\",
-                    count(*) FILTER (WHERE email_key = $2) AS \"email!\",
-                    count(*) FILTER (WHERE source_key = $3) AS \"source!\"
-             FROM identity.login_failures
-             WHERE failed_at > $4 AND (pair_key = $1 OR email_key = $2 OR source_key = $3)",
+        at: OffsetDateTime,
+        allow: impl FnOnce(FailureCounts) -> bool,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let mut locks = [lock_id(pair), lock_id(email), lock_id(source)];
+        locks.sort_unstable();
+        for id in locks {
+            sqlx::query!("SELECT pg_advisory_xact_lock($1)", id).fetch_one(&mut *tx).await?;
+        }
+        let counts = failure_counts(&mut *tx, pair, email, source, since).await?;
+        if !allow(counts) {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let id = sqlx::query_scalar!(
+            "INSERT INTO identity.login_failures (pair_key, email_key, source_key, failed_at)
+             VALUES ($1, $2, $3, $4) RETURNING id",
             pair,
             email,
             source,
-            since
+            at
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
-        Ok(FailureCounts { pair: r.pair, email: r.email, source: r.source })
+        tx.commit().await?;
+        Ok(Some(id))
+    }
+
+    /// The password was right: forgets the reserved attempt and the pair's failures.
+    pub async fn forgive(&self, reservation: i64, pair: &[u8]) -> Result<(), sqlx::Error> {
+        sqlx::query!("DELETE FROM identity.login_failures WHERE id = $1 OR pair_key = $2", reservation, pair)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// The time of the `nth` newest failure (1-based) for a key since `since`: once
@@ -146,39 +169,27 @@ impl SystemStore {
         Ok(at)
     }
 
-    /// Records one failed password check.
-    pub async fn record_failure(
-        &self,
-        pair: &[u8],
-        email: &[u8],
-        source: &[u8],
-        at: OffsetDateTime,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query!(
-            "INSERT INTO identity.login_failures (pair_key, email_key, source_key, failed_at) VALUES ($1, $2, $3, $4)",
-            pair,
-            email,
-            source,
-            at
-        )
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Forgets the failures of a pair after a successful sign-in.
-    pub async fn clear_pair(&self, pair: &[u8]) -> Result<(), sqlx::Error> {
-        sqlx::query!("DELETE FROM identity.login_failures WHERE pair_key = $1", pair)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// Forgets every failure recorded for an email (account deletion).
     pub async fn forget_email(&self, email: &[u8]) -> Result<u64, sqlx::Error> {
         let done = sqlx::query!("DELETE FROM identity.login_failures WHERE email_key = $1", email)
             .execute(&self.pool)
             .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Ends sessions past their absolute expiry or idle since before `idle_before`.
+    pub async fn sweep_sessions(
+        &self,
+        now: OffsetDateTime,
+        idle_before: OffsetDateTime,
+    ) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query!(
+            "DELETE FROM identity.sessions WHERE expires_at <= $1 OR last_seen_at < $2",
+            now,
+            idle_before
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 
@@ -189,4 +200,37 @@ impl SystemStore {
             .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// Counts failures per key since `since`.
+async fn failure_counts<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    pair: &[u8],
+    email: &[u8],
+    source: &[u8],
+    since: OffsetDateTime,
+) -> Result<FailureCounts, sqlx::Error> {
+    let r = sqlx::query!(
+        "SELECT count(*) FILTER (WHERE pair_key = $1) AS \"pair!\",
+                count(*) FILTER (WHERE email_key = $2) AS \"email!\",
+                count(*) FILTER (WHERE source_key = $3) AS \"source!\"
+         FROM identity.login_failures
+         WHERE failed_at > $4 AND (pair_key = $1 OR email_key = $2 OR source_key = $3)",
+        pair,
+        email,
+        source,
+        since
+    )
+    .fetch_one(executor)
+    .await?;
+    Ok(FailureCounts { pair: r.pair, email: r.email, source: r.source })
+}
+
+/// An advisory-lock id for a throttle key (its first 8 bytes).
+fn lock_id(key: &[u8]) -> i64 {
+    let mut b = [0u8; 8];
+    for (dst, src) in b.iter_mut().zip(key) {
+        *dst = *src;
+    }
+    i64::from_be_bytes(b)
 }

@@ -4,12 +4,11 @@ use std::{net::SocketAddr, time::Duration};
 
 use bizops_authn::{ServiceSigner, SigningKey};
 use bizops_proto::identity::v1::{self as pb, identity_service_client::IdentityServiceClient};
-use bizops_testkit::{LogCapture, TestDb, any_port, capture_logs};
+use bizops_testkit::{InProcess, LogCapture, TestDb, any_port, capture_logs};
 use identity::{
     App, IdentityConfig, MIGRATOR,
     config::{LoginLimitsConfig, ScryptConfig},
 };
-use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::{Code, Request, Status, transport::Channel};
 
 pub const PASSWORD: &str = "correct horse battery staple 42";
@@ -29,8 +28,7 @@ pub struct Identity {
     pub gateway: ServiceSigner,
     pub logs: LogCapture,
     pub config: IdentityConfig,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
+    server: InProcess,
 }
 
 pub fn base_config(db: &TestDb, key: &SigningKey, gateway: &ServiceSigner) -> IdentityConfig {
@@ -44,8 +42,10 @@ pub fn base_config(db: &TestDb, key: &SigningKey, gateway: &ServiceSigner) -> Id
     config.scrypt = cheap_scrypt();
     config.keys.signing_key = Some(key.to_secret_string());
     config.service_auth.trusted_callers = vec![gateway.public_key().to_config_string()];
-    config.login_limits = LoginLimitsConfig::default();
+    config.login_limits =
+        LoginLimitsConfig { register_per_source_per_hour: 1000, ..LoginLimitsConfig::default() };
     config.shutdown_grace = Duration::from_secs(5);
+    config.shutdown_drain = Duration::ZERO;
     config
 }
 
@@ -75,39 +75,15 @@ impl Identity {
         let app = App::build(config.clone()).await.expect("identity builds");
         let addr = app.grpc_addr().unwrap();
         let metrics_addr = app.metrics_addr().unwrap();
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(app.run_until(async move {
-            let _ = stopped.await;
-        }));
-        let client = IdentityServiceClient::connect(format!("http://{addr}")).await.expect("connect");
-        Self {
-            db,
-            addr,
-            metrics_addr,
-            client,
-            signing_key,
-            gateway,
-            logs,
-            config,
-            stop: Some(stop),
-            task: Some(task),
-        }
+        let server = InProcess::start(addr, |until| app.run_until(until));
+        let client = IdentityServiceClient::connect(server.url()).await.expect("connect");
+        Self { db, addr, metrics_addr, client, signing_key, gateway, logs, config, server }
     }
 
     /// Stops the server gracefully and returns the database (to restart on it).
-    pub async fn stop(mut self) -> TestDb {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .expect("stops in time")
-                .unwrap()
-                .unwrap();
-        }
-        // Move the database out; the rest is dropped.
-        let Identity { db, .. } = self;
+    pub async fn stop(self) -> TestDb {
+        let Identity { db, server, .. } = self;
+        server.stop().await.expect("identity stops gracefully");
         db
     }
 

@@ -7,4 +7,5 @@ mod auth_flow;
 mod isolation;
 mod ops;
 mod rate_limit;
+mod store;
 mod tokens;

@@ -109,3 +109,103 @@ async fn password_re_entry_on_delete_is_throttled_too() {
     assert_eq!(s.code(), Code::ResourceExhausted);
     assert!(id.verify(&token).await.is_ok(), "the account is still there");
 }
+
+#[tokio::test]
+async fn parallel_guesses_cannot_slip_under_the_limit() {
+    let id = Identity::start().await;
+    let email = unique_email("parallel");
+    id.register(&email).await;
+    let attempts = (0..20).map(|_| {
+        let id = &id;
+        let email = email.clone();
+        async move { id.login_from("203.0.113.50", &email, "guess guess guess").await }
+    });
+    let results = futures_join_all(attempts).await;
+    let checked = results.iter().filter(|r| matches!(r, Err(s) if s.code() == Code::Unauthenticated)).count();
+    let throttled =
+        results.iter().filter(|r| matches!(r, Err(s) if s.code() == Code::ResourceExhausted)).count();
+    assert_eq!(checked + throttled, 20, "{results:?}");
+    assert!(checked <= 5, "only the pair limit's worth of guesses may be checked, got {checked}");
+}
+
+#[tokio::test]
+async fn registrations_per_source_are_limited() {
+    let id = Identity::start_with(|c| c.login_limits.register_per_source_per_hour = 2).await;
+    let register = |n: u32| {
+        let mut client = id.client();
+        let mut req = tonic::Request::new(bizops_proto::identity::v1::RegisterRequest {
+            email: unique_email(&format!("signup{n}")),
+            password: PASSWORD.into(),
+            display_name: String::new(),
+        });
+        req.metadata_mut().insert("x-bizops-source", "203.0.113.60".parse().unwrap());
+        req.metadata_mut()
+            .insert("x-bizops-service-token", id.gateway.token_for("identity").unwrap().parse().unwrap());
+        async move { client.register(req).await }
+    };
+    assert!(register(1).await.is_ok());
+    assert!(register(2).await.is_ok());
+    let s = assert_status(register(3).await, Code::ResourceExhausted, "RATE_LIMITED");
+    assert!(s.metadata().get("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn the_address_an_account_registered_from_is_never_locked_out() {
+    let id = Identity::start_with(|c| {
+        c.login_limits.per_pair = 3;
+        c.login_limits.per_email = 6;
+        c.login_limits.per_source = 6;
+    })
+    .await;
+    let email = unique_email("fresh");
+    let home = "198.51.100.77";
+    let mut req = tonic::Request::new(bizops_proto::identity::v1::RegisterRequest {
+        email: email.clone(),
+        password: PASSWORD.into(),
+        display_name: String::new(),
+    });
+    req.metadata_mut().insert("x-bizops-source", home.parse().unwrap());
+    req.metadata_mut()
+        .insert("x-bizops-service-token", id.gateway.token_for("identity").unwrap().parse().unwrap());
+    id.client().register(req).await.unwrap();
+    for source in ["203.0.113.11", "203.0.113.12", "203.0.113.13"] {
+        for _ in 0..3 {
+            let _ = id.login_from(source, &email, "guess guess guess").await;
+        }
+    }
+    assert_status(
+        id.login_from("192.0.2.1", &email, PASSWORD).await,
+        Code::ResourceExhausted,
+        "RATE_LIMITED",
+    );
+    assert!(
+        id.login_from(home, &email, PASSWORD).await.is_ok(),
+        "never signed in before, but registered from here"
+    );
+}
+
+/// `futures::future::join_all` without the dependency.
+async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let handles: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    let mut pending: Vec<_> = handles.into_iter().map(Some).collect();
+    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (i, slot) in pending.iter_mut().enumerate() {
+            if let Some(fut) = slot {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        results[i] = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+    })
+    .await;
+    out.extend(results.into_iter().flatten());
+    out
+}

@@ -1,0 +1,144 @@
+//! How a service (other than identity) authenticates its callers and itself.
+
+use std::{sync::Arc, time::Duration};
+
+use bizops_config::string_list;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::{
+    Authenticator, JwksCache, JwksSource, PublicKey, ServiceSigner, ServiceVerifier, SessionVerifier,
+    SigningKey, keys::Jwk, session::futures_lite::BoxFuture,
+};
+
+/// Authentication settings shared by pilot-catalog, credential-vault and executor
+/// (`BIZOPS_AUTH__*`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// identity's gRPC URL; session public keys are fetched from its GetJwks and
+    /// refreshed when a token names an unknown key (rotation).
+    pub identity_url: Option<String>,
+    /// Static session public keys `<kid>:<base64>`, used instead of (or before the
+    /// first fetch from) `identity_url`; comma-separated in env.
+    #[serde(deserialize_with = "string_list")]
+    pub session_public_keys: Vec<String>,
+    /// `iss` of session tokens.
+    pub session_issuer: String,
+    /// `aud` of session tokens.
+    pub session_audience: String,
+    /// This service's own Ed25519 key `<name>:<base64 seed>` for calling others.
+    pub service_key: Option<SecretString>,
+    /// Public keys `<service>:<base64>` of the services allowed to call this one.
+    #[serde(deserialize_with = "string_list")]
+    pub trusted_callers: Vec<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            identity_url: None,
+            session_public_keys: Vec::new(),
+            session_issuer: "bizops-identity".into(),
+            session_audience: "bizops".into(),
+            service_key: None,
+            trusted_callers: Vec::new(),
+        }
+    }
+}
+
+impl AuthConfig {
+    /// The request authenticator of service `me`: session tokens verified against
+    /// the static keys or identity's JWKS, service tokens from the trusted callers.
+    pub fn authenticator(&self, me: &str) -> anyhow::Result<Authenticator> {
+        let callers = parse_public(&self.trusted_callers, "BIZOPS_AUTH__TRUSTED_CALLERS")?;
+        let statics = parse_public(&self.session_public_keys, "BIZOPS_AUTH__SESSION_PUBLIC_KEYS")?;
+        let auth = Authenticator::none().with_services(ServiceVerifier::new(me, &callers));
+        Ok(match &self.identity_url {
+            Some(url) => {
+                let source = IdentityJwks::new(url)?.with_static(statics);
+                auth.with_jwks(Arc::new(JwksCache::new(
+                    source,
+                    &self.session_issuer,
+                    &self.session_audience,
+                    Duration::from_secs(30),
+                )))
+            }
+            None => {
+                if statics.is_empty() {
+                    tracing::warn!(
+                        "no BIZOPS_AUTH__IDENTITY_URL or session keys: user tokens will be refused"
+                    );
+                }
+                let verifier = SessionVerifier::new(&statics, &self.session_issuer, &self.session_audience);
+                auth.with_local_sessions(Arc::new(std::sync::RwLock::new(verifier)))
+            }
+        })
+    }
+
+    /// This service's signer for outgoing calls, if a key is configured. The key id
+    /// must be the service's name.
+    pub fn signer(&self, me: &str) -> anyhow::Result<Option<ServiceSigner>> {
+        let Some(text) = &self.service_key else { return Ok(None) };
+        let key = SigningKey::parse(text).map_err(|e| anyhow::anyhow!("BIZOPS_AUTH__SERVICE_KEY: {e}"))?;
+        anyhow::ensure!(
+            key.kid() == me,
+            "BIZOPS_AUTH__SERVICE_KEY: the key id must be `{me}`, not `{}`",
+            key.kid()
+        );
+        Ok(Some(ServiceSigner::new(me, key)))
+    }
+}
+
+fn parse_public(list: &[String], name: &str) -> anyhow::Result<Vec<PublicKey>> {
+    list.iter().map(|t| PublicKey::parse(t).map_err(|e| anyhow::anyhow!("{name}: {e}"))).collect()
+}
+
+/// Fetches identity's JWKS over gRPC (GetJwks), plus optional static keys.
+#[derive(Debug, Clone)]
+pub struct IdentityJwks {
+    channel: tonic::transport::Channel,
+    statics: Vec<PublicKey>,
+}
+
+impl IdentityJwks {
+    /// A lazily connecting source for identity at `url` (e.g. `http://identity:50051`).
+    pub fn new(url: &str) -> anyhow::Result<Self> {
+        let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+            .map_err(|e| anyhow::anyhow!("BIZOPS_AUTH__IDENTITY_URL: {e}"))?
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(5))
+            .connect_lazy();
+        Ok(Self { channel, statics: Vec::new() })
+    }
+
+    /// Also trusts these keys.
+    pub fn with_static(mut self, keys: Vec<PublicKey>) -> Self {
+        self.statics = keys;
+        self
+    }
+}
+
+impl JwksSource for IdentityJwks {
+    fn fetch(&self) -> BoxFuture<'_, Result<Vec<Jwk>, String>> {
+        Box::pin(async move {
+            use bizops_proto::identity::v1::{
+                GetJwksRequest, identity_service_client::IdentityServiceClient,
+            };
+            let mut keys: Vec<Jwk> = self.statics.iter().map(PublicKey::to_jwk).collect();
+            let response = IdentityServiceClient::new(self.channel.clone())
+                .get_jwks(GetJwksRequest {})
+                .await
+                .map_err(|e| format!("GetJwks: {}", e.code()))?;
+            keys.extend(response.into_inner().keys.into_iter().map(|k| Jwk {
+                kty: k.kty,
+                crv: k.crv,
+                kid: k.kid,
+                x: k.x,
+                alg: k.alg,
+                key_use: k.r#use,
+            }));
+            Ok(keys)
+        })
+    }
+}

@@ -1,0 +1,148 @@
+//! The command line every service binary shares:
+//!
+//! - `serve` (default) — run the service;
+//! - `migrate` — apply the service's migrations as the migrator role;
+//! - `healthcheck` — exit 0 if the local server reports SERVING (container probes);
+//! - `keygen` — print a new Ed25519 key (`<kid>:<base64 seed>`) and its public key,
+//!   or with `--aes` a random 256-bit key, for development and key rotation.
+
+use std::{future::Future, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context as _;
+use bizops_config::{DatabaseConfig, LogConfig};
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret as _;
+use serde::de::DeserializeOwned;
+
+/// What the shared command line needs to know about a service's configuration.
+pub trait ServiceConfig: DeserializeOwned {
+    /// Service name (`identity`, `catalog`, …).
+    const NAME: &'static str;
+    /// The gRPC service reported by health checks.
+    const HEALTH_SERVICE: &'static str;
+    /// Log settings.
+    fn log(&self) -> &LogConfig;
+    /// Database settings, if the service has a database.
+    fn database(&self) -> Option<&DatabaseConfig>;
+    /// The gRPC listen address (for `healthcheck`).
+    fn grpc_addr(&self) -> SocketAddr;
+}
+
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// A TOML configuration file (layered between defaults and BIZOPS_* variables).
+    #[arg(long, env = "BIZOPS_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve gRPC (the default).
+    Serve,
+    /// Apply database migrations as the migrator role, then exit.
+    Migrate,
+    /// Exit 0 if the local server reports SERVING.
+    Healthcheck,
+    /// Print a new key: Ed25519 `<kid>:<base64 seed>` and its public key, or with
+    /// `--aes` a random 256-bit key in base64.
+    Keygen {
+        /// Key id (Ed25519 keys; a service's name for service-identity keys).
+        #[arg(long, default_value = "k1")]
+        kid: String,
+        /// A 256-bit symmetric key instead.
+        #[arg(long)]
+        aes: bool,
+    },
+}
+
+/// Parses the command line and runs it. `serve` builds and runs the service from
+/// its configuration; `migrator` is applied by `migrate`.
+pub async fn main<C, F, Fut>(migrator: Option<&'static sqlx::migrate::Migrator>, serve: F) -> ExitCode
+where
+    C: ServiceConfig,
+    F: FnOnce(C) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let cli = Cli::parse();
+    match run(cli, migrator, serve).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}: {e:#}", C::NAME);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run<C, F, Fut>(
+    cli: Cli,
+    migrator: Option<&'static sqlx::migrate::Migrator>,
+    serve: F,
+) -> anyhow::Result<()>
+where
+    C: ServiceConfig,
+    F: FnOnce(C) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    bizops_telemetry::install_crypto_provider();
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Keygen { kid, aes } = &command {
+        return keygen(kid, *aes);
+    }
+    let config: C = bizops_config::load(cli.config.as_deref())?;
+    match command {
+        Command::Serve => {
+            let _telemetry = bizops_telemetry::init(C::NAME, config.log())?;
+            serve(config).await
+        }
+        Command::Migrate => {
+            let _telemetry = bizops_telemetry::init(C::NAME, config.log())?;
+            let (Some(migrator), Some(db)) = (migrator, config.database()) else {
+                tracing::info!("{} has no database; nothing to migrate", C::NAME);
+                return Ok(());
+            };
+            crate::db::migrate(db, C::NAME, migrator).await?;
+            tracing::info!("{} migrations applied", C::NAME);
+            Ok(())
+        }
+        Command::Healthcheck => healthcheck(C::HEALTH_SERVICE, config.grpc_addr()).await,
+        Command::Keygen { .. } => Ok(()),
+    }
+}
+
+fn keygen(kid: &str, aes: bool) -> anyhow::Result<()> {
+    if aes {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        println!("{}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key));
+        return Ok(());
+    }
+    let key = bizops_authn::SigningKey::generate(kid)?;
+    println!("{}", key.to_secret_string().expose_secret());
+    println!("# public key: {}", key.public().to_config_string());
+    Ok(())
+}
+
+async fn healthcheck(service: &str, mut addr: SocketAddr) -> anyhow::Result<()> {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    let status = HealthClient::new(channel)
+        .check(HealthCheckRequest { service: service.into() })
+        .await?
+        .into_inner()
+        .status();
+    anyhow::ensure!(status == ServingStatus::Serving, "{service} is {status:?}");
+    Ok(())
+}
