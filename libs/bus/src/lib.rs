@@ -34,6 +34,9 @@ pub enum BusError {
     /// An event kind is not `[a-z0-9_]+`.
     #[error("event kind must be lowercase letters, digits and _")]
     Kind,
+    /// The NATS server could not be reached.
+    #[error("connecting to NATS: {0}")]
+    Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// JetStream refused to create or update a stream.
     #[error("stream {stream}: {source}")]
     Stream {
@@ -209,6 +212,57 @@ pub async fn ensure_streams(
             .map_err(|e| BusError::Stream { stream: name, source: Box::new(e) })?;
     }
     Ok(())
+}
+
+/// How a service reaches NATS (`BIZOPS_NATS__*`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URL(s), comma-separated; may carry credentials, so it is a secret.
+    pub url: secrecy::SecretString,
+    /// Prefix of every subject and stream name.
+    pub prefix: String,
+    /// Replicas of each stream (1 locally, 3 in a cluster).
+    pub replicas: usize,
+    /// Duplicate window of the triggers stream.
+    #[serde(deserialize_with = "bizops_config::duration")]
+    pub duplicate_window: Duration,
+    /// How long to wait for the server when connecting.
+    #[serde(deserialize_with = "bizops_config::duration")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: secrecy::SecretString::from("nats://127.0.0.1:4222"),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            replicas: 1,
+            duplicate_window: DEFAULT_DUPLICATE_WINDOW,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl NatsConfig {
+    /// The subject names under the configured prefix.
+    pub fn subjects(&self) -> Result<Subjects, BusError> {
+        Subjects::new(&self.prefix)
+    }
+
+    /// Connects (named `name` on the server) and ensures the streams exist.
+    pub async fn connect(&self, name: &str) -> Result<(async_nats::Client, jetstream::Context), BusError> {
+        use secrecy::ExposeSecret as _;
+        let client = async_nats::ConnectOptions::new()
+            .name(name)
+            .connection_timeout(self.connect_timeout)
+            .connect(self.url.expose_secret())
+            .await
+            .map_err(|e| BusError::Connect(Box::new(e)))?;
+        let js = jetstream::new(client.clone());
+        ensure_streams(&js, &self.subjects()?, self.replicas, self.duplicate_window).await?;
+        Ok((client, js))
+    }
 }
 
 /// Outcome of a JetStream publish.

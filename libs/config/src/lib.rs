@@ -132,6 +132,11 @@ pub fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Er
     })
 }
 
+/// Like [`string_list`], for secrets (e.g. a keyring of `<id>:<key>` entries).
+pub fn secret_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SecretString>, D::Error> {
+    Ok(string_list(d)?.into_iter().map(SecretString::from).collect())
+}
+
 /// Parses `"250ms"`, `"90s"`, `"15m"`, `"2h"`, `"7d"` or a bare number of seconds.
 ///
 /// ```

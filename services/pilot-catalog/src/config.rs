@@ -1,0 +1,125 @@
+//! Configuration of pilot-catalog (defaults → file → `BIZOPS_*` env).
+
+use std::{net::SocketAddr, time::Duration};
+
+use bizops_authn::AuthConfig;
+use bizops_bus::NatsConfig;
+use bizops_config::{DatabaseConfig, LogConfig, duration, secret_list};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Service name: DB roles `bizops_catalog*`, service-token identity, telemetry.
+pub const SERVICE_NAME: &str = "catalog";
+/// The gRPC service name in health checks.
+pub const GRPC_SERVICE: &str = "bizops.catalog.v1.CatalogService";
+
+/// Everything pilot-catalog reads from its configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// gRPC listen address (`BIZOPS_GRPC_ADDR`).
+    pub grpc_addr: SocketAddr,
+    /// Prometheus `/metrics` listen address (`BIZOPS_METRICS_ADDR`).
+    pub metrics_addr: SocketAddr,
+    /// Log format and filter.
+    pub log: LogConfig,
+    /// Postgres URLs per role (`BIZOPS_DATABASE__*`).
+    pub database: DatabaseConfig,
+    /// Session and service tokens (`BIZOPS_AUTH__*`).
+    pub auth: AuthConfig,
+    /// NATS (`BIZOPS_NATS__*`), for the pilot-deleted events.
+    pub nats: NatsConfig,
+    /// Webhook secrets and verification (`BIZOPS_WEBHOOKS__*`).
+    pub webhooks: WebhooksConfig,
+    /// Content limits (`BIZOPS_LIMITS__*`).
+    pub limits: LimitsConfig,
+    /// After SIGTERM, keep serving while health reports NOT_SERVING.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_drain: Duration,
+    /// Then how long in-flight RPCs may take.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        Self {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50052)),
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9103)),
+            log: LogConfig::default(),
+            database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
+            nats: NatsConfig::default(),
+            webhooks: WebhooksConfig::default(),
+            limits: LimitsConfig::default(),
+            shutdown_drain: Duration::from_secs(3),
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+impl bizops_runtime::cli::ServiceConfig for CatalogConfig {
+    const NAME: &'static str = SERVICE_NAME;
+    const HEALTH_SERVICE: &'static str = GRPC_SERVICE;
+
+    fn log(&self) -> &LogConfig {
+        &self.log
+    }
+
+    fn database(&self) -> Option<&DatabaseConfig> {
+        Some(&self.database)
+    }
+
+    fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+}
+
+/// Webhook secrets: how they are stored and verified.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Keys that encrypt stored webhook secrets, `<id>:<base64 of 32 bytes>`,
+    /// comma-separated; the first encrypts, all decrypt. Required.
+    #[serde(deserialize_with = "secret_list")]
+    pub encryption_keys: Vec<SecretString>,
+    /// How long the previous secret keeps working after a rotation.
+    #[serde(deserialize_with = "duration")]
+    pub rotation_grace: Duration,
+    /// Accepted clock difference of `webhook-timestamp`, either way.
+    #[serde(deserialize_with = "duration")]
+    pub timestamp_tolerance: Duration,
+    /// How long decrypted secrets stay cached for VerifyWebhook (invalidated
+    /// locally on rotation, update and deletion).
+    #[serde(deserialize_with = "duration")]
+    pub cache_ttl: Duration,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            encryption_keys: Vec::new(),
+            rotation_grace: Duration::from_secs(24 * 3600),
+            timestamp_tolerance: Duration::from_secs(5 * 60),
+            cache_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Content limits, each answered with a clear error.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Steps per Pilot.
+    pub max_steps: usize,
+    /// Size of a Pilot's content (and of an import document), in bytes.
+    pub max_document_bytes: usize,
+    /// Pilots per owner.
+    pub max_pilots: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { max_steps: 50, max_document_bytes: 256 * 1024, max_pilots: 500 }
+    }
+}

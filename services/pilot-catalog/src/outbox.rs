@@ -1,0 +1,58 @@
+//! Publishes committed outbox events (pilot deleted) to JetStream, then deletes
+//! them. A change and its event are written in one transaction, so an event is
+//! never lost when NATS is down, and never announces a change that rolled back.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use bizops_runtime::Stopped;
+use tokio::sync::Notify;
+
+use crate::system::SystemStore;
+
+/// Runs until `stopped`; `wake` makes it look right away (after a commit).
+pub async fn relay(
+    system: SystemStore,
+    js: jetstream::Context,
+    wake: std::sync::Arc<Notify>,
+    stopped: Stopped,
+) {
+    let stop = stopped.wait();
+    tokio::pin!(stop);
+    loop {
+        match publish_pending(&system, &js).await {
+            Ok(n) if n > 0 => continue,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "outbox relay: publishing failed, will retry"),
+        }
+        tokio::select! {
+            () = &mut stop => return,
+            () = wake.notified() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Publishes one batch; returns how many events were published.
+pub async fn publish_pending(system: &SystemStore, js: &jetstream::Context) -> anyhow::Result<usize> {
+    let batch = system.outbox(100).await?;
+    let mut done = Vec::with_capacity(batch.len());
+    for event in &batch {
+        match bizops_bus::publish(
+            js,
+            event.subject.clone(),
+            Some(&event.msg_id),
+            event.payload.clone().into(),
+        )
+        .await
+        {
+            Ok(_) => done.push(event.id),
+            Err(e) => {
+                system.outbox_done(&done).await?;
+                return Err(e.into());
+            }
+        }
+    }
+    system.outbox_done(&done).await?;
+    Ok(done.len())
+}

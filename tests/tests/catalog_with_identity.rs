@@ -1,0 +1,126 @@
+//! identity and pilot-catalog as real processes: the catalog verifies the session
+//! tokens identity issues through identity's JWKS (GetJwks), and the gateway's
+//! service token through its public key.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use base64::{Engine as _, engine::general_purpose::STANDARD};
+use bizops_authn::{ServiceSigner, SigningKey};
+use bizops_e2e::{Service, database_env, migrate};
+use bizops_proto::{
+    catalog::v1::{self as cpb, catalog_service_client::CatalogServiceClient},
+    identity::v1::{self as ipb, identity_service_client::IdentityServiceClient},
+};
+use secrecy::ExposeSecret as _;
+
+fn bearer<T>(token: &str, msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req
+}
+
+#[tokio::test]
+async fn a_session_from_identity_works_at_the_catalog() {
+    bizops_telemetry::install_crypto_provider();
+    let db = bizops_testkit::TestDb::empty().await.unwrap();
+    let gateway = ServiceSigner::new("gateway", SigningKey::generate("gateway").unwrap());
+
+    let mut identity_env = database_env(&db, "identity");
+    let signing = SigningKey::generate("e2e-k1").unwrap();
+    identity_env
+        .push(("BIZOPS_KEYS__SIGNING_KEY".into(), signing.to_secret_string().expose_secret().to_owned()));
+    identity_env.push(("BIZOPS_SCRYPT__LOG_N".into(), "10".into()));
+    migrate("identity", &identity_env).await;
+    let identity = Service::start("identity", &identity_env).await;
+
+    let mut catalog_env = database_env(&db, "catalog");
+    catalog_env.extend([
+        ("BIZOPS_AUTH__IDENTITY_URL".into(), identity.url()),
+        ("BIZOPS_AUTH__TRUSTED_CALLERS".into(), gateway.public_key().to_config_string()),
+        ("BIZOPS_NATS__URL".into(), bizops_testkit::nats_url()),
+        ("BIZOPS_NATS__PREFIX".into(), bizops_testkit::nats_prefix()),
+        ("BIZOPS_WEBHOOKS__ENCRYPTION_KEYS".into(), format!("e2e:{}", STANDARD.encode([5u8; 32]))),
+    ]);
+    migrate("pilot-catalog", &catalog_env).await;
+    let catalog = Service::start("pilot-catalog", &catalog_env).await;
+
+    let mut users = IdentityServiceClient::connect(identity.url()).await.unwrap();
+    let password = "seven words make a decent passphrase";
+    users
+        .register(ipb::RegisterRequest {
+            email: "e2e@example.com".into(),
+            password: password.into(),
+            display_name: String::new(),
+        })
+        .await
+        .unwrap();
+    let token = users
+        .login(ipb::LoginRequest { email: "e2e@example.com".into(), password: password.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap()
+        .token;
+
+    let mut pilots = CatalogServiceClient::connect(catalog.url()).await.unwrap();
+    let spec = cpb::PilotSpec {
+        title: "Hello".into(),
+        steps: vec![cpb::Step {
+            key: "echo".into(),
+            kind: Some(cpb::step::Kind::Transform(cpb::TransformStep {
+                template: "{{ trigger | tojson }}".into(),
+            })),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let created = pilots
+        .create_pilot(bearer(&token, cpb::CreatePilotRequest { spec: Some(spec), enabled: true }))
+        .await
+        .expect("the catalog accepts identity's session token via JWKS")
+        .into_inner();
+    let pilot = created.pilot.unwrap();
+
+    // The gateway verifies a webhook for it with its service token.
+    let verified = pilots
+        .verify_webhook(bearer(
+            &gateway.token_for("catalog").unwrap(),
+            cpb::VerifyWebhookRequest {
+                pilot_id: pilot.id.clone(),
+                headers: vec![cpb::HttpHeader {
+                    name: "x-pilot-secret".into(),
+                    value: created.webhook_secret.clone(),
+                }],
+                body: b"{}".to_vec(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(verified.pilot_id, pilot.id);
+    assert_eq!(verified.owner_id, pilot.owner_id);
+
+    // A token from another key is refused.
+    let foreign =
+        bizops_authn::SessionSigner::new(SigningKey::generate("x").unwrap(), "bizops-identity", "bizops");
+    let now = time_now();
+    let forged = foreign
+        .sign(bizops_authn::OwnerId(uuid::Uuid::now_v7()), uuid::Uuid::now_v7(), now.0, now.1)
+        .unwrap();
+    let s = pilots.list_pilots(bearer(&forged, cpb::ListPilotsRequest::default())).await.unwrap_err();
+    assert_eq!(s.code(), tonic::Code::Unauthenticated);
+
+    let (status, logs) = catalog.stop().await;
+    assert!(status.success());
+    assert!(
+        !logs.contains(&created.webhook_secret) && !logs.contains(&token),
+        "no secrets in the catalog's logs"
+    );
+    let (status, _) = identity.stop().await;
+    assert!(status.success());
+}
+
+fn time_now() -> (time::OffsetDateTime, time::OffsetDateTime) {
+    let now = time::OffsetDateTime::now_utc();
+    (now, now + time::Duration::hours(1))
+}
