@@ -132,9 +132,26 @@ pub fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Er
     })
 }
 
-/// Like [`string_list`], for secrets (e.g. a keyring of `<id>:<key>` entries).
+/// Like [`string_list`], for secrets (e.g. a keyring of `<id>:<key>` entries):
+/// each entry goes straight into a `SecretString`, and errors never echo a value.
 pub fn secret_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SecretString>, D::Error> {
-    Ok(string_list(d)?.into_iter().map(SecretString::from).collect())
+    use secrecy::ExposeSecret as _;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<SecretString>),
+        Text(SecretString),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::List(list) => list,
+        Raw::Text(text) => text
+            .expose_secret()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(SecretString::from)
+            .collect(),
+    })
 }
 
 /// Parses `"250ms"`, `"90s"`, `"15m"`, `"2h"`, `"7d"` or a bare number of seconds.
@@ -362,6 +379,26 @@ mod tests {
         let s = Sample::default();
         let text = format!("{s:?}");
         assert!(!text.contains("default-token"), "{text}");
+    }
+
+    #[test]
+    fn secret_lists_read_env_strings_and_toml_lists() {
+        #[derive(Deserialize)]
+        struct Probe {
+            #[serde(deserialize_with = "secret_list")]
+            keys: Vec<SecretString>,
+        }
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("BIZOPS_KEYS", " 1:AAAA , 2:BBBB,,");
+            let p: Probe = load(None).expect("env");
+            let got: Vec<&str> = p.keys.iter().map(|k| k.expose_secret()).collect();
+            assert_eq!(got, ["1:AAAA", "2:BBBB"]);
+            jail.create_file("k.toml", "keys = [\"1:CCCC\"]")?;
+            jail.clear_env();
+            let p: Probe = load(Some(Path::new("k.toml"))).expect("toml");
+            assert_eq!(p.keys.len(), 1);
+            Ok(())
+        });
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! - `migrate` — apply the service's migrations as the migrator role;
 //! - `healthcheck` — exit 0 if the local server reports SERVING (container probes);
 //! - `keygen` — print a new Ed25519 key (`<kid>:<base64 seed>`) and its public key,
-//!   or with `--aes` a random 256-bit key, for development and key rotation.
+//!   or with `--aes` a random 256-bit key, for development and key rotation;
+//! - `service-token --audience <svc>` — print a 60-second service token signed with
+//!   the key in `BIZOPS_SERVICE_TOKEN_KEY` (operators calling internal RPCs).
 
 use std::{future::Future, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -56,6 +58,17 @@ enum Command {
         #[arg(long)]
         aes: bool,
     },
+    /// Print a service token (valid 60 s) for calling `--audience` as the service
+    /// whose key is in `BIZOPS_SERVICE_TOKEN_KEY` (`<name>:<base64 seed>`), e.g.
+    /// an operator's `ops` key for the vault's key-management RPCs.
+    ServiceToken {
+        /// The service to call (`vault`, `catalog`, …).
+        #[arg(long)]
+        audience: String,
+        /// The caller's key; read from the environment so it stays out of shell history.
+        #[arg(long, env = "BIZOPS_SERVICE_TOKEN_KEY", hide_env_values = true)]
+        key: String,
+    },
 }
 
 /// Parses the command line and runs it. `serve` builds and runs the service from
@@ -91,6 +104,12 @@ where
     if let Command::Keygen { kid, aes } = &command {
         return keygen(kid, *aes);
     }
+    if let Command::ServiceToken { audience, key } = &command {
+        let key = bizops_authn::SigningKey::parse(&secrecy::SecretString::from(key.clone()))?;
+        let name = key.kid().to_owned();
+        println!("{}", bizops_authn::ServiceSigner::new(&name, key).token_for(audience)?);
+        return Ok(());
+    }
     let config: C = bizops_config::load(cli.config.as_deref())?;
     match command {
         Command::Serve => {
@@ -108,7 +127,7 @@ where
             Ok(())
         }
         Command::Healthcheck => healthcheck(C::HEALTH_SERVICE, config.grpc_addr()).await,
-        Command::Keygen { .. } => Ok(()),
+        Command::Keygen { .. } | Command::ServiceToken { .. } => Ok(()),
     }
 }
 

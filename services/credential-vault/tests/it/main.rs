@@ -1,0 +1,13 @@
+//! The credential vault over real gRPC against real Postgres (a fresh database per
+//! test), with providers faked by wiremock.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+mod connectors;
+mod flow;
+mod isolation;
+mod logs;
+mod ops;
+mod rotation;
+mod tamper;
