@@ -28,6 +28,11 @@ pub trait ServiceConfig: DeserializeOwned {
     fn database(&self) -> Option<&DatabaseConfig>;
     /// The gRPC listen address (for `healthcheck`).
     fn grpc_addr(&self) -> SocketAddr;
+    /// For a service without gRPC (the gateway): the HTTP address whose
+    /// `/readyz` `healthcheck` asks instead.
+    fn http_health_addr(&self) -> Option<SocketAddr> {
+        None
+    }
 }
 
 #[derive(Parser)]
@@ -126,7 +131,10 @@ where
             tracing::info!("{} migrations applied", C::NAME);
             Ok(())
         }
-        Command::Healthcheck => healthcheck(C::HEALTH_SERVICE, config.grpc_addr()).await,
+        Command::Healthcheck => match config.http_health_addr() {
+            Some(addr) => http_healthcheck(addr).await,
+            None => healthcheck(C::HEALTH_SERVICE, config.grpc_addr()).await,
+        },
         Command::Keygen { .. } | Command::ServiceToken { .. } => Ok(()),
     }
 }
@@ -141,6 +149,26 @@ fn keygen(kid: &str, aes: bool) -> anyhow::Result<()> {
     let key = bizops_authn::SigningKey::generate(kid)?;
     println!("{}", key.to_secret_string().expose_secret());
     println!("# public key: {}", key.public().to_config_string());
+    Ok(())
+}
+
+/// `GET /readyz` must answer 200.
+async fn http_healthcheck(mut addr: SocketAddr) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let probe = async {
+        let mut conn = tokio::net::TcpStream::connect(addr).await?;
+        conn.write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await?;
+        let mut head = [0u8; 12];
+        conn.read_exact(&mut head).await?;
+        anyhow::Ok(head)
+    };
+    let head = tokio::time::timeout(Duration::from_secs(2), probe)
+        .await
+        .map_err(|_| anyhow::anyhow!("{addr} did not answer in time"))??;
+    anyhow::ensure!(head.starts_with(b"HTTP/1.1 200"), "{addr}/readyz is not ready");
     Ok(())
 }
 

@@ -1,0 +1,2 @@
+//! gateway (in progress).
+#![forbid(unsafe_code)]
