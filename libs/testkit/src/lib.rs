@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 
 pub use db::{TestDb, admin_url};
 pub use logs::{LogCapture, capture_logs};
-pub use server::InProcess;
+pub use server::{InProcess, Until};
 
 /// An address on loopback with an OS-assigned port, for `App::build` in tests.
 pub fn any_port() -> SocketAddr {

@@ -1,0 +1,276 @@
+//! Configuration of the executor (defaults → file → `BIZOPS_*` env).
+
+use std::{net::SocketAddr, time::Duration};
+
+use bizops_authn::AuthConfig;
+use bizops_bus::NatsConfig;
+use bizops_config::{DatabaseConfig, LogConfig, duration, string_list};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Service name: DB roles `bizops_executor*`, service-token identity, telemetry.
+pub const SERVICE_NAME: &str = "executor";
+/// The gRPC service name in health checks.
+pub const GRPC_SERVICE: &str = "bizops.executor.v1.ExecutorService";
+
+/// Everything the executor reads from its configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutorConfig {
+    /// gRPC listen address.
+    pub grpc_addr: SocketAddr,
+    /// Prometheus `/metrics` listen address.
+    pub metrics_addr: SocketAddr,
+    /// Log format and filter.
+    pub log: LogConfig,
+    /// Postgres URLs per role (`BIZOPS_DATABASE__*`).
+    pub database: DatabaseConfig,
+    /// Session and service tokens (`BIZOPS_AUTH__*`); the service key is required
+    /// (the executor calls the catalog and the vault as itself).
+    pub auth: AuthConfig,
+    /// NATS (`BIZOPS_NATS__*`).
+    pub nats: NatsConfig,
+    /// pilot-catalog's gRPC URL (`BIZOPS_CATALOG_URL`).
+    pub catalog_url: String,
+    /// credential-vault's gRPC URL (`BIZOPS_VAULT_URL`).
+    pub vault_url: String,
+    /// Intake from the triggers stream (`BIZOPS_INTAKE__*`).
+    pub intake: IntakeConfig,
+    /// Runs: leases, retention (`BIZOPS_RUNS__*`).
+    pub runs: RunsConfig,
+    /// Step defaults and limits (`BIZOPS_STEPS__*`).
+    pub steps: StepsConfig,
+    /// AI steps (`BIZOPS_AI__*`).
+    pub ai: AiConfig,
+    /// Outside services (`BIZOPS_PROVIDERS__*`).
+    pub providers: ProvidersConfig,
+    /// HTTP steps (`BIZOPS_HTTP__*`).
+    pub http: HttpConfig,
+    /// The scheduler (`BIZOPS_SCHEDULER__*`).
+    pub scheduler: SchedulerConfig,
+    /// After SIGTERM, keep serving while health reports NOT_SERVING.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_drain: Duration,
+    /// Then how long in-flight RPCs and steps may take before leases are released.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        Self {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50054)),
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 9105)),
+            log: LogConfig::default(),
+            database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
+            nats: NatsConfig::default(),
+            catalog_url: "http://127.0.0.1:50052".into(),
+            vault_url: "http://127.0.0.1:50053".into(),
+            intake: IntakeConfig::default(),
+            runs: RunsConfig::default(),
+            steps: StepsConfig::default(),
+            ai: AiConfig::default(),
+            providers: ProvidersConfig::default(),
+            http: HttpConfig::default(),
+            scheduler: SchedulerConfig::default(),
+            shutdown_drain: Duration::from_secs(3),
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+impl bizops_runtime::cli::ServiceConfig for ExecutorConfig {
+    const NAME: &'static str = SERVICE_NAME;
+    const HEALTH_SERVICE: &'static str = GRPC_SERVICE;
+
+    fn log(&self) -> &LogConfig {
+        &self.log
+    }
+
+    fn database(&self) -> Option<&DatabaseConfig> {
+        Some(&self.database)
+    }
+
+    fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+}
+
+/// Intake from `<P>_TRIGGERS` with a durable pull consumer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntakeConfig {
+    /// Durable consumer name (shared by every replica).
+    pub consumer: String,
+    /// Messages per pull.
+    pub batch: usize,
+    /// How long JetStream waits for an ack before redelivering.
+    #[serde(deserialize_with = "duration")]
+    pub ack_wait: Duration,
+    /// Deliveries before a message goes to the DLQ.
+    pub max_deliver: i64,
+    /// Largest trigger payload taken in.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        Self {
+            consumer: "executor".into(),
+            batch: 128,
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 5,
+            max_payload_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Runs: leases and retention.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunsConfig {
+    /// A run's lease; renewed at a third of it while working.
+    #[serde(deserialize_with = "duration")]
+    pub lease: Duration,
+    /// How often the reaper looks for runs with an expired lease.
+    #[serde(deserialize_with = "duration")]
+    pub reaper_interval: Duration,
+    /// Runs kept per Pilot (older ones are deleted when a new one is recorded).
+    pub max_per_pilot: i64,
+    /// Finished jobs (trigger payloads) are deleted this long after finishing.
+    #[serde(deserialize_with = "duration")]
+    pub job_retention: Duration,
+    /// How often retention sweeps run.
+    #[serde(deserialize_with = "duration")]
+    pub sweep_interval: Duration,
+    /// Runs executed at once by this replica.
+    pub concurrency: usize,
+    /// Default deadline of a pending approval.
+    #[serde(deserialize_with = "duration")]
+    pub approval_expiry: Duration,
+}
+
+impl Default for RunsConfig {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(30),
+            reaper_interval: Duration::from_secs(5),
+            max_per_pilot: 100,
+            job_retention: Duration::from_secs(7 * 24 * 3600),
+            sweep_interval: Duration::from_secs(300),
+            concurrency: 64,
+            approval_expiry: Duration::from_secs(72 * 3600),
+        }
+    }
+}
+
+/// Step defaults and limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StepsConfig {
+    /// Per-attempt timeout when the step sets none.
+    #[serde(deserialize_with = "duration")]
+    pub default_timeout: Duration,
+    /// Attempts when the step sets none.
+    pub default_max_attempts: u32,
+    /// First backoff when the step sets none.
+    #[serde(deserialize_with = "duration")]
+    pub default_initial_backoff: Duration,
+    /// Longest backoff when the step sets none.
+    #[serde(deserialize_with = "duration")]
+    pub default_max_backoff: Duration,
+    /// Template fuel (instructions per render).
+    pub template_fuel: u64,
+    /// Largest rendered template or step output, in bytes.
+    pub max_output_bytes: usize,
+    /// Output preview stored and shown per step, in bytes.
+    pub preview_bytes: usize,
+}
+
+impl Default for StepsConfig {
+    fn default() -> Self {
+        Self {
+            default_timeout: Duration::from_secs(30),
+            default_max_attempts: 3,
+            default_initial_backoff: Duration::from_millis(500),
+            default_max_backoff: Duration::from_secs(10),
+            template_fuel: 100_000,
+            max_output_bytes: 1024 * 1024,
+            preview_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// AI steps: the server's key (optional) and model defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AiConfig {
+    /// The server's Anthropic key, used when the owner connected none. Without
+    /// either, AI steps run the local fallback and nothing leaves the server.
+    pub server_key: Option<SecretString>,
+    /// Model when the step names none.
+    pub default_model: String,
+    /// Output tokens when the step sets none.
+    pub default_max_tokens: u32,
+}
+
+impl Default for AiConfig {
+    fn default() -> Self {
+        Self { server_key: None, default_model: "claude-sonnet-4-5".into(), default_max_tokens: 1024 }
+    }
+}
+
+/// Base URLs of outside services (configuration, never branches in code).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProvidersConfig {
+    /// Anthropic API.
+    pub anthropic_base_url: String,
+    /// Resend API.
+    pub resend_base_url: String,
+    /// Hosts a Slack webhook URL may point at.
+    #[serde(deserialize_with = "string_list")]
+    pub slack_allowed_hosts: Vec<String>,
+    /// Whether Slack webhook URLs must be https.
+    pub slack_require_https: bool,
+}
+
+impl Default for ProvidersConfig {
+    fn default() -> Self {
+        Self {
+            anthropic_base_url: "https://api.anthropic.com".into(),
+            resend_base_url: "https://api.resend.com".into(),
+            slack_allowed_hosts: vec!["hooks.slack.com".into()],
+            slack_require_https: true,
+        }
+    }
+}
+
+/// HTTP steps: the SSRF guard's allow-list.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Networks (CIDR, e.g. `10.1.0.0/16`) that HTTP steps may reach even though
+    /// they are private, loopback or link-local. Empty: none.
+    #[serde(deserialize_with = "string_list")]
+    pub allowed_networks: Vec<String>,
+}
+
+/// The scheduler.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// How often due schedules are fired.
+    #[serde(deserialize_with = "duration")]
+    pub tick: Duration,
+    /// How far back a restarted scheduler catches up on missed ticks.
+    #[serde(deserialize_with = "duration")]
+    pub max_catch_up: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self { tick: Duration::from_secs(10), max_catch_up: Duration::from_secs(3600) }
+    }
+}

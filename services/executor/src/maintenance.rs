@@ -1,0 +1,180 @@
+//! Background loops: the reaper (runs with an expired lease), approval expiry,
+//! the job retention sweeper, and the scheduler.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use bizops_bus::Subjects;
+use bizops_proto::{
+    events::v1 as ev,
+    timestamp::{from_proto, to_proto},
+};
+use bizops_runtime::Stopped;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{clients::Clients, engine::Engine, events::Events, system::SystemStore};
+
+/// Runs `work` every `every` until `stopped`.
+async fn every<F, Fut>(every: Duration, stopped: Stopped, mut work: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let stop = stopped.wait();
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = tick.tick() => work().await,
+        }
+    }
+}
+
+/// Hands runs nobody holds (an executor died, or intake's hand-off was lost) to
+/// this executor.
+pub async fn reaper(system: SystemStore, engine: Engine, interval: Duration, stopped: Stopped) {
+    every(interval, stopped, || {
+        let (system, engine) = (system.clone(), engine.clone());
+        async move {
+            match system.orphans(Duration::from_secs(2), 256).await {
+                Ok(ids) => {
+                    if !ids.is_empty() {
+                        tracing::debug!(count = ids.len(), "reaper found runs to resume");
+                        metrics::counter!("executor_runs_reaped_total").increment(ids.len() as u64);
+                    }
+                    for id in ids {
+                        engine.enqueue(id);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "reaper query failed"),
+            }
+        }
+    })
+    .await;
+}
+
+/// Ends runs whose approval passed its deadline (EXPIRED).
+pub async fn approvals(system: SystemStore, events: Events, interval: Duration, stopped: Stopped) {
+    every(interval, stopped, || {
+        let (system, events) = (system.clone(), events.clone());
+        async move {
+            match system.expire_approvals().await {
+                Ok(states) => {
+                    for state in states {
+                        tracing::info!(run_id = %state.id, "approval expired; run ended");
+                        events.publish(&state, None).await;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "approval expiry failed"),
+            }
+        }
+    })
+    .await;
+}
+
+/// Deletes finished jobs (trigger payloads) older than the retention.
+pub async fn sweeper(system: SystemStore, retention: Duration, interval: Duration, stopped: Stopped) {
+    every(interval, stopped, || {
+        let system = system.clone();
+        async move {
+            match system.sweep_jobs(OffsetDateTime::now_utc() - retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "swept finished jobs past retention"),
+                Err(e) => tracing::warn!(error = %e, "job sweep failed"),
+            }
+        }
+    })
+    .await;
+}
+
+/// The scheduler: fires due schedule ticks through the same path as webhooks.
+/// Several replicas may fire the same tick; the trigger's `Nats-Msg-Id`
+/// (`<pilot>:schedule:<schedule>:<tick>`) and the runs' unique key make it one run.
+#[derive(Clone)]
+pub struct Scheduler {
+    /// Store for the shared high-water mark.
+    pub system: SystemStore,
+    /// Catalog access.
+    pub clients: Clients,
+    /// JetStream.
+    pub js: jetstream::Context,
+    /// Names.
+    pub subjects: Subjects,
+    /// Tick interval.
+    pub tick: Duration,
+    /// Longest catch-up after downtime.
+    pub max_catch_up: Duration,
+}
+
+impl Scheduler {
+    /// Runs until `stopped`.
+    pub async fn run(self, stopped: Stopped) {
+        let tick = self.tick;
+        every(tick, stopped, || {
+            let s = self.clone();
+            async move {
+                if let Err(e) = s.fire(OffsetDateTime::now_utc()).await {
+                    tracing::warn!(error = %e, "scheduler tick failed; will catch up");
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Fires every tick in `(last fired, now]` and advances the mark.
+    pub async fn fire(&self, now: OffsetDateTime) -> anyhow::Result<usize> {
+        let floor = now - self.max_catch_up;
+        let last = self.system.last_tick(now - self.tick).await?.max(floor);
+        if last >= now {
+            return Ok(0);
+        }
+        // The catalog answers windows of at most 24 hours.
+        let until = now.min(last + Duration::from_secs(24 * 3600));
+        let due = self.clients.due(to_proto(last), to_proto(until)).await?;
+        let mut fired = 0;
+        for d in &due {
+            let (Ok(owner), Ok(pilot), Some(tick)) = (
+                d.owner_id.parse::<Uuid>(),
+                d.pilot_id.parse::<Uuid>(),
+                d.tick.as_ref().and_then(from_proto),
+            ) else {
+                continue;
+            };
+            let key = format!("schedule:{}:{}", d.schedule_id, tick.unix_timestamp());
+            let trigger = ev::Trigger {
+                trigger_id: Uuid::now_v7().to_string(),
+                owner_id: owner.to_string(),
+                pilot_id: pilot.to_string(),
+                pilot_version: d.pilot_version,
+                idempotency_key: key.clone(),
+                source: ev::TriggerSource::Schedule as i32,
+                payload: serde_json::to_vec(&serde_json::json!({
+                    "schedule_id": d.schedule_id,
+                    "scheduled_for": tick.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                }))?,
+                content_type: "application/json".into(),
+                accepted_at: Some(to_proto(now)),
+                schedule_id: d.schedule_id.clone(),
+                scheduled_for: d.tick,
+                ..Default::default()
+            };
+            bizops_bus::publish(
+                &self.js,
+                self.subjects.trigger(owner, pilot),
+                Some(&Subjects::trigger_msg_id(pilot, &key)),
+                bizops_bus::encode(&trigger),
+            )
+            .await?;
+            fired += 1;
+        }
+        self.system.advance_tick(until).await?;
+        if fired > 0 {
+            metrics::counter!("executor_schedule_ticks_fired_total").increment(fired as u64);
+            tracing::info!(fired, "schedule ticks fired");
+        }
+        Ok(fired)
+    }
+}

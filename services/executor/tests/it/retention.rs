@@ -1,0 +1,191 @@
+//! Run cap, job sweep, pilot-deleted events, stream and consumer settings.
+
+use std::time::Duration;
+
+use async_nats::jetstream::stream::RetentionPolicy;
+use bizops_proto::{events::v1 as ev, timestamp::to_proto};
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn the_101st_run_deletes_the_oldest() {
+    let env = Env::new().await;
+    let mut config = env.config();
+    config.runs.max_per_pilot = 100;
+    let exec = env.start(config).await;
+    let owner = owner();
+    let pilot = env.pilot(owner.as_uuid(), vec![step("x", transform("{}"))]);
+    for i in 0..100 {
+        env.trigger(owner.as_uuid(), pilot, &format!("k{i}"), serde_json::json!({})).await;
+    }
+    let pool = env.superuser().await;
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM executor.runs WHERE pilot_id = $1")
+            .bind(pilot)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while count().await < 100 {
+        assert!(tokio::time::Instant::now() < deadline, "100 runs were not recorded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let oldest: uuid::Uuid = sqlx::query_scalar(
+        "SELECT id FROM executor.runs WHERE pilot_id = $1 ORDER BY created_at, id LIMIT 1",
+    )
+    .bind(pilot)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    env.trigger(owner.as_uuid(), pilot, "k100", serde_json::json!({})).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let gone: bool = sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM executor.runs WHERE id = $1)")
+            .bind(oldest)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if gone {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the oldest run was not deleted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count().await, 100);
+    let _ = exec;
+}
+
+#[tokio::test]
+async fn finished_jobs_older_than_the_retention_are_swept() {
+    let env = Env::new().await;
+    let exec = env.start(env.config()).await;
+    let owner = owner();
+    let pilot = env.pilot(owner.as_uuid(), vec![step("x", transform("{}"))]);
+    env.trigger(owner.as_uuid(), pilot, "old", serde_json::json!({"secret": "payload"})).await;
+    env.trigger(owner.as_uuid(), pilot, "new", serde_json::json!({})).await;
+    env.wait_run(&exec, owner, pilot, TERMINAL).await;
+    let pool = env.superuser().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let finished: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM executor.jobs WHERE pilot_id = $1 AND finished_at IS NOT NULL",
+        )
+        .bind(pilot)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if finished == 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Age one job past the 7-day retention (the clock the sweeper compares with).
+    sqlx::query("UPDATE executor.jobs SET finished_at = now() - interval '7 days 1 minute' WHERE idempotency_key = 'old'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let keys: Vec<String> =
+            sqlx::query_scalar("SELECT idempotency_key FROM executor.jobs WHERE pilot_id = $1 ORDER BY 1")
+                .bind(pilot)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        if keys == ["new"] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the old job was not swept: {keys:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The run stays (history), without its payload.
+    let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM executor.runs WHERE pilot_id = $1")
+        .bind(pilot)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(runs, 2);
+}
+
+#[tokio::test]
+async fn a_pilot_deleted_event_removes_that_pilots_runs_and_queued_triggers() {
+    let env = Env::new().await;
+    let exec = env.start(env.config()).await;
+    let owner = owner();
+    let doomed = env.pilot(owner.as_uuid(), vec![step("x", transform("{}"))]);
+    let kept = env.pilot(owner.as_uuid(), vec![step("x", transform("{}"))]);
+    env.trigger(owner.as_uuid(), doomed, "1", serde_json::json!({})).await;
+    env.trigger(owner.as_uuid(), kept, "1", serde_json::json!({})).await;
+    env.wait_run(&exec, owner, doomed, TERMINAL).await;
+    env.wait_run(&exec, owner, kept, TERMINAL).await;
+    env.catalog.remove_pilot(doomed);
+    let event = ev::PilotDeleted {
+        owner_id: owner.to_string(),
+        pilot_id: doomed.to_string(),
+        deleted_at: Some(to_proto(time::OffsetDateTime::now_utc())),
+    };
+    bizops_bus::publish(
+        &env.js,
+        env.subjects.event(owner.as_uuid(), bizops_bus::EventKind::PilotDeleted),
+        None,
+        bizops_bus::encode(&event),
+    )
+    .await
+    .unwrap();
+    let pool = env.superuser().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM executor.runs WHERE pilot_id = $1")
+            .bind(doomed)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM executor.jobs WHERE pilot_id = $1")
+            .bind(doomed)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if n == 0 && jobs == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the deleted Pilot's runs are still there");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let kept_runs: i64 = sqlx::query_scalar("SELECT count(*) FROM executor.runs WHERE pilot_id = $1")
+        .bind(kept)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(kept_runs, 1);
+}
+
+#[tokio::test]
+async fn streams_and_the_consumer_have_the_documented_settings() {
+    let env = Env::new().await;
+    let _exec = env.start(env.config()).await;
+    let week = Duration::from_secs(7 * 24 * 3600);
+    let mut triggers = env.js.get_stream(env.subjects.triggers_stream()).await.unwrap();
+    let info = triggers.info().await.unwrap();
+    assert_eq!((info.config.retention, info.config.max_age), (RetentionPolicy::WorkQueue, week));
+    assert!(info.config.duplicate_window > Duration::ZERO);
+    for name in [env.subjects.events_stream(), env.subjects.dlq_stream()] {
+        let mut s = env.js.get_stream(&name).await.unwrap();
+        assert_eq!(s.info().await.unwrap().config.max_age, week, "{name}");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let consumer = loop {
+        if let Ok(c) =
+            triggers.get_consumer::<async_nats::jetstream::consumer::pull::Config>("executor").await
+        {
+            break c;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no durable consumer");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let config = &consumer.cached_info().config;
+    assert_eq!(config.durable_name.as_deref(), Some("executor"));
+    assert_eq!(config.ack_policy, async_nats::jetstream::consumer::AckPolicy::Explicit);
+    assert_eq!((config.ack_wait, config.max_deliver), (Duration::from_secs(30), 5));
+}
