@@ -101,7 +101,7 @@ pub fn credential_names(spec: &pb::PilotSpec) -> BTreeSet<String> {
             None => {}
         }
     }
-    let mut add = |vars: std::collections::HashSet<String>| {
+    let add = |names: &mut BTreeSet<String>, vars: std::collections::HashSet<String>| {
         for var in vars {
             let mut parts = var.split('.');
             if parts.next() == Some("secrets")
@@ -113,15 +113,35 @@ pub fn credential_names(spec: &pb::PilotSpec) -> BTreeSet<String> {
     };
     for source in templates.into_iter().filter(|s| !s.is_empty()) {
         if let Ok(t) = env.template_from_str(source) {
-            add(t.undeclared_variables(true));
+            add(&mut names, t.undeclared_variables(true));
+        }
+        // `secrets['team-slack']` (names with a hyphen cannot be attributes).
+        if let Some(re) = subscript_pattern() {
+            for c in re.captures_iter(source) {
+                if let Some(name) = c.get(1).or_else(|| c.get(2)) {
+                    names.insert(name.as_str().to_owned());
+                }
+            }
         }
     }
     for source in expressions {
         if let Ok(e) = env.compile_expression(source) {
-            add(e.undeclared_variables(true));
+            add(&mut names, e.undeclared_variables(true));
         }
     }
     names
+}
+
+fn subscript_pattern() -> Option<&'static regex::Regex> {
+    static PATTERN: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    PATTERN
+        .get_or_init(|| {
+            regex::Regex::new(
+                r#"\bsecrets\s*\[\s*(?:"([a-z][a-z0-9_-]{0,62})"|'([a-z][a-z0-9_-]{0,62})')\s*\]"#,
+            )
+            .ok()
+        })
+        .as_ref()
 }
 
 /// A step's connector name, or the kind's default.
@@ -156,7 +176,7 @@ mod tests {
                     key: "a".into(),
                     kind: Some(Kind::Slack(pb::SlackStep {
                         connector: String::new(),
-                        text: "{{ secrets.extra }}".into(),
+                        text: "{{ secrets.extra }} {{ secrets['team-slack'] }}".into(),
                     })),
                     ..Default::default()
                 },
@@ -173,6 +193,6 @@ mod tests {
             ..Default::default()
         };
         let names: Vec<String> = credential_names(&spec).into_iter().collect();
-        assert_eq!(names, ["crm", "extra", "slack"]);
+        assert_eq!(names, ["crm", "extra", "slack", "team-slack"]);
     }
 }

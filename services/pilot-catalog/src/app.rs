@@ -39,12 +39,30 @@ impl App {
         let service_pool = bizops_runtime::db::pool(&config.database, SERVICE_NAME, DbRole::Service).await?;
         let system_pool = bizops_runtime::db::pool(&config.database, SERVICE_NAME, DbRole::System).await?;
         let (_client, jetstream) = config.nats.connect(SERVICE_NAME).await?;
+        let system = SystemStore::new(system_pool);
+        let mismatched = system.verify_key_checks(&keyring.check_values()).await?;
+        if !mismatched.is_empty() {
+            anyhow::bail!(
+                "BIZOPS_WEBHOOKS__ENCRYPTION_KEYS: key {} does not match the key first used under that id; \
+                 refusing to start (stored webhook secrets would not verify)",
+                mismatched.join(", ")
+            );
+        }
+        for (key_id, secrets) in system.secret_key_ids().await? {
+            if !keyring.knows(&key_id) {
+                tracing::warn!(
+                    key_id,
+                    secrets,
+                    "stored webhook secrets use a catalog key that is not configured"
+                );
+            }
+        }
         let server = GrpcServer::bind(SERVICE_NAME, GRPC_SERVICE, config.grpc_addr, config.metrics_addr)
             .await?
             .with_shutdown(config.shutdown_drain, config.shutdown_grace);
         let catalog = Catalog {
             store: PgPilotStore::new(service_pool),
-            system: SystemStore::new(system_pool),
+            system,
             keyring,
             cache: WebhookCache::new(config.webhooks.cache_ttl),
             limits: config.limits.clone(),

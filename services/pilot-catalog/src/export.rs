@@ -250,6 +250,12 @@ pub fn to_json(doc: &Document) -> Result<String, Error> {
     serde_json::to_string_pretty(doc).map_err(Error::internal)
 }
 
+/// The largest import document accepted for content of at most `max_content`
+/// bytes: JSON spells the same content out at several times its encoded size.
+pub fn json_envelope(max_content: usize) -> usize {
+    max_content.saturating_mul(6)
+}
+
 /// Parses a document; errors are `INVALID_ARGUMENT` saying where.
 pub fn parse(json: &str, max_bytes: usize) -> Result<pb::PilotSpec, Error> {
     if json.len() > max_bytes {
@@ -463,12 +469,38 @@ mod tests {
     use crate::spec::{Limits, validate};
 
     fn text() -> impl Strategy<Value = String> {
-        // Plain text and simple references; nothing that could be a syntax error.
+        // Plain text (with quotes, backslashes, newlines and non-ASCII) and simple
+        // references; nothing that could be a template syntax error.
         prop_oneof![
-            "[a-zA-Z0-9 ,.!?]{1,40}",
+            "[a-zA-Z0-9 ,.!?\"'\\\n\tÄé€]{1,60}",
             Just("{{ trigger.body }}".to_owned()),
-            Just("Hi {{ trigger.name | upper }}".to_owned())
+            Just("Hi {{ trigger.name | upper }}\n\"quoted\"".to_owned())
         ]
+    }
+
+    /// Inserts condition steps that stop or jump forward to an existing later step.
+    fn with_conditions(mut spec: pb::PilotSpec, at: &[(usize, bool)]) -> pb::PilotSpec {
+        for (n, (pos, jump)) in at.iter().enumerate() {
+            let pos = (*pos).min(spec.steps.len());
+            let target = spec.steps.get(pos).map(|s| s.key.clone());
+            let (on_false, jump_to) = match (jump, target) {
+                (true, Some(t)) => (pb::OnFalse::Jump, t),
+                _ => (pb::OnFalse::Stop, String::new()),
+            };
+            spec.steps.insert(
+                pos,
+                pb::Step {
+                    key: format!("cond_{n}"),
+                    kind: Some(Kind::Condition(pb::ConditionStep {
+                        expression: "trigger.ok == true".into(),
+                        on_false: on_false as i32,
+                        jump_to,
+                    })),
+                    ..Default::default()
+                },
+            );
+        }
+        spec
     }
 
     fn kind() -> impl Strategy<Value = (Kind, bool)> {
@@ -599,11 +631,15 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_valid_pilot_survives_export_then_import(mut original in spec()) {
+        fn any_valid_pilot_survives_export_then_import(
+            original in spec(),
+            conditions in proptest::collection::vec((0usize..8, any::<bool>()), 0..3),
+        ) {
+            let mut original = with_conditions(original, &conditions);
             let limits = Limits { max_steps: 50, max_document_bytes: 256 * 1024 };
             prop_assume!(validate(&mut original, limits).is_ok());
             let json = to_json(&to_document(&original, Some("2026-11-27T00:00:00Z".into())).unwrap()).unwrap();
-            let mut imported = parse(&json, 1 << 20).unwrap();
+            let mut imported = parse(&json, json_envelope(limits.max_document_bytes)).unwrap();
             validate(&mut imported, limits).unwrap();
             // Schedule ids are per Pilot and not exported; everything else is equal.
             let strip = |mut s: pb::PilotSpec| { for x in &mut s.schedules { x.id.clear(); } s };
@@ -614,6 +650,30 @@ mod tests {
         fn the_importer_never_panics(json in "\\PC{0,400}") {
             let _ = parse(&json, 1 << 20);
         }
+    }
+
+    #[test]
+    fn a_pilot_at_the_size_limit_still_imports() {
+        let limits = Limits { max_steps: 50, max_document_bytes: 256 * 1024 };
+        // ~250 KiB of content made of the characters JSON escapes most expensively.
+        let chunk = "\"\\\n\t".repeat(600);
+        let steps = (0..50)
+            .map(|i| pb::Step {
+                key: format!("s{i}"),
+                kind: Some(Kind::Transform(pb::TransformStep {
+                    template: format!("{{\"v\": {}}}", serde_json::to_string(&chunk).unwrap()),
+                })),
+                ..Default::default()
+            })
+            .collect();
+        let mut spec = pb::PilotSpec { title: "Big".into(), steps, ..Default::default() };
+        validate(&mut spec, limits).unwrap();
+        assert!(prost::Message::encoded_len(&spec) > 200 * 1024);
+        let json = to_json(&to_document(&spec, None).unwrap()).unwrap();
+        assert!(json.len() > limits.max_document_bytes, "JSON is bigger than the content");
+        let mut back = parse(&json, json_envelope(limits.max_document_bytes)).unwrap();
+        validate(&mut back, limits).unwrap();
+        assert_eq!(back, spec);
     }
 
     #[test]

@@ -139,8 +139,9 @@ impl<S: PilotStore> Catalog<S> {
         let entry = match self.cache.get(id) {
             Some(entry) => entry,
             None => {
+                let read = self.cache.generation();
                 let entry = self.load_webhook(id).await?;
-                self.cache.put(id, entry.clone());
+                self.cache.put(id, entry.clone(), read);
                 entry
             }
         };
@@ -169,11 +170,18 @@ impl<S: PilotStore> Catalog<S> {
         };
         let mut secrets = Vec::with_capacity(record.secrets.len());
         for (key_id, sealed, until) in record.secrets {
-            let key = self.keyring.open(&key_id, &sealed, id.as_bytes()).map_err(|e| {
-                tracing::error!(pilot_id = %id, error = %e, "a stored webhook secret does not decrypt");
-                Error::internal(e)
-            })?;
-            secrets.push((key, until));
+            match self.keyring.open(&key_id, &sealed, id.as_bytes()) {
+                Ok(key) => secrets.push((key, until)),
+                // A previous secret in its grace period that no longer decrypts (its
+                // catalog key was removed) only ends its grace early.
+                Err(e) if until.is_some() => {
+                    tracing::error!(pilot_id = %id, error = %e, "a previous webhook secret does not decrypt; ignored");
+                }
+                Err(e) => {
+                    tracing::error!(pilot_id = %id, error = %e, "the current webhook secret does not decrypt");
+                    return Err(Error::internal(e));
+                }
+            }
         }
         Ok(Some(Arc::new(Entry {
             owner_id: record.owner_id,
@@ -440,7 +448,9 @@ impl<S: PilotStore> CatalogService for Catalog<S> {
             async {
                 let user = require_user(&request)?;
                 let req = request.into_inner();
-                let spec = export::parse(&req.json, self.limits.max_document_bytes)?;
+                // The JSON text is larger than the encoded content it carries; the real
+                // size limit is enforced on the content by `spec::validate`.
+                let spec = export::parse(&req.json, export::json_envelope(self.limits.max_document_bytes))?;
                 let (row, webhook_secret) = self.create(user.owner_id, spec, req.enabled).await?;
                 Ok(pb::ImportPilotResponse { pilot: Some(pilot_pb(&row)), webhook_secret })
             }

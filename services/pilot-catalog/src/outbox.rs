@@ -37,22 +37,24 @@ pub async fn relay(
 pub async fn publish_pending(system: &SystemStore, js: &jetstream::Context) -> anyhow::Result<usize> {
     let batch = system.outbox(100).await?;
     let mut done = Vec::with_capacity(batch.len());
+    let mut failed = 0;
     for event in &batch {
-        match bizops_bus::publish(
-            js,
-            event.subject.clone(),
-            Some(&event.msg_id),
-            event.payload.clone().into(),
-        )
-        .await
-        {
+        let published =
+            bizops_bus::publish(js, event.subject.clone(), Some(&event.msg_id), event.payload.clone().into())
+                .await;
+        match published {
             Ok(_) => done.push(event.id),
             Err(e) => {
-                system.outbox_done(&done).await?;
-                return Err(e.into());
+                // This one waits (with backoff); the events behind it go on.
+                tracing::warn!(error = %e, outbox_id = event.id, "outbox event not published; will retry later");
+                system.outbox_retry_later(event.id).await?;
+                failed += 1;
             }
         }
     }
     system.outbox_done(&done).await?;
+    if failed > 0 && done.is_empty() {
+        anyhow::bail!("{failed} outbox events could not be published");
+    }
     Ok(done.len())
 }

@@ -4,8 +4,8 @@
 //! Daylight saving time follows Vixie cron: a fixed-time tick that falls into a
 //! spring-forward gap fires at the first valid time after the gap; one that falls
 //! into a fall-back overlap fires once, at its first occurrence. Wildcard or
-//! interval fields (e.g. every 15 minutes) fire by wall clock through the gap and
-//! only once through the repeated hour.
+//! interval schedules (e.g. every 15 minutes) follow the wall clock: they skip the
+//! missing hour and fire in both passes of the repeated hour.
 
 use chrono::{DateTime, TimeZone as _, Utc};
 use chrono_tz::Tz;
@@ -50,7 +50,8 @@ fn from_chrono(t: DateTime<Utc>) -> Option<OffsetDateTime> {
 }
 
 /// The ticks of `cron` in `tz` with `after < tick <= until`, oldest first, at
-/// most `limit`.
+/// most `limit`. Every tick is an instant: the answer for a window is the same as
+/// the union of the answers for any slicing of it.
 pub fn ticks(
     cron: &Cron,
     tz: Tz,
@@ -59,21 +60,28 @@ pub fn ticks(
     limit: usize,
 ) -> Vec<OffsetDateTime> {
     let (Some(after_c), Some(until_c)) = (to_chrono(after), to_chrono(until)) else { return Vec::new() };
+    // The iterator walks wall-clock time; around a fall-back it yields the repeated
+    // hour's instants out of absolute order. Walk until wall-clock time is safely
+    // past `until` (DST shifts are at most 2 h), then sort.
+    let stop_local = until_c.with_timezone(&tz).naive_local() + chrono::Duration::hours(3);
     let mut out: Vec<OffsetDateTime> = Vec::new();
-    for tick in cron.iter_after(after_c.with_timezone(&tz)) {
-        let utc = tick.with_timezone(&Utc);
-        if utc > until_c || out.len() >= limit {
+    // Start 2 h early: iterating from inside the first pass of a repeated hour would
+    // skip its second pass; ticks before `after` are filtered out below.
+    for tick in cron.iter_after((after_c - chrono::Duration::hours(2)).with_timezone(&tz)) {
+        if tick.naive_local() > stop_local || out.len() > limit.saturating_add(16) {
             break;
         }
-        // The iterator works on wall-clock time; around a fall-back it can step
-        // back in absolute time. Keep ticks strictly increasing and inside the window.
-        if utc <= after_c || out.last().is_some_and(|last| from_chrono(utc).is_some_and(|t| t <= *last)) {
-            continue;
-        }
-        if let Some(t) = from_chrono(utc) {
+        let utc = tick.with_timezone(&Utc);
+        if utc > after_c
+            && utc <= until_c
+            && let Some(t) = from_chrono(utc)
+        {
             out.push(t);
         }
     }
+    out.sort();
+    out.dedup();
+    out.truncate(limit);
     out
 }
 
@@ -149,15 +157,23 @@ mod tests {
     }
 
     #[test]
-    fn hourly_across_the_fall_back_keeps_absolute_order() {
+    fn intervals_across_the_fall_back_do_not_depend_on_the_window() {
         let tz = timezone("Europe/Berlin").unwrap();
-        let cron = parse("0 * * * *").unwrap();
-        let t = ticks(&cron, tz, datetime!(2026-10-24 23:30 UTC), datetime!(2026-10-25 02:30 UTC), 100);
-        assert!(t.windows(2).all(|w| w[0] < w[1]), "{t:?}");
-        assert!(
-            t.iter().all(|x| *x > datetime!(2026-10-24 23:30 UTC) && *x <= datetime!(2026-10-25 02:30 UTC))
-        );
-        assert!(!t.is_empty());
+        let cron = parse("*/15 * * * *").unwrap();
+        let (from, to) = (datetime!(2026-10-24 23:00 UTC), datetime!(2026-10-25 03:00 UTC));
+        let whole = ticks(&cron, tz, from, to, 1000);
+        let mut sliced = Vec::new();
+        let mut t = from;
+        while t < to {
+            let next = (t + time::Duration::minutes(7)).min(to);
+            sliced.extend(ticks(&cron, tz, t, next, 1000));
+            t = next;
+        }
+        assert_eq!(whole, sliced, "one window or many: the same ticks");
+        assert!(whole.windows(2).all(|w| w[0] < w[1]), "{whole:?}");
+        // 4 hours of absolute time, every 15 minutes (the repeated hour fires twice
+        // by wall clock, which is 4 ticks per absolute hour throughout).
+        assert_eq!(whole.len(), 16, "{:?}", utc(&whole));
     }
 
     #[test]

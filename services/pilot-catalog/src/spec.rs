@@ -383,7 +383,7 @@ impl Refs<'_> {
         }
         let template =
             self.env.template_from_str(source).map_err(|e| self.at.err(field, syntax_error(&e)))?;
-        self.references(field, template.undeclared_variables(true))
+        self.references(field, source, template.undeclared_variables(true))
     }
 
     fn expression(&self, field: &str, source: &str) -> Result<(), Error> {
@@ -394,12 +394,12 @@ impl Refs<'_> {
             return Err(self.at.err(field, format!("must be at most {MAX_TEMPLATE} bytes")));
         }
         let expr = self.env.compile_expression(source).map_err(|e| self.at.err(field, syntax_error(&e)))?;
-        self.references(field, expr.undeclared_variables(true))
+        self.references(field, source, expr.undeclared_variables(true))
     }
 
     /// Every variable a template reads must be `trigger…`, `steps.<earlier key>…`
     /// or `secrets.<name>`.
-    fn references(&self, field: &str, vars: HashSet<String>) -> Result<(), Error> {
+    fn references(&self, field: &str, source: &str, vars: HashSet<String>) -> Result<(), Error> {
         let mut vars: Vec<String> = vars.into_iter().collect();
         vars.sort();
         for var in vars {
@@ -434,7 +434,15 @@ impl Refs<'_> {
                     }
                 },
                 ("secrets", None) => {
-                    return Err(self.at.err(field, "refer to a credential as secrets.<name>"));
+                    // `secrets['team-slack']`: names with a hyphen cannot be written
+                    // as attributes; constant subscripts are fine, anything else is not.
+                    for name in secret_subscripts(source).map_err(|problem| self.at.err(field, problem))? {
+                        if !is_connector_name(&name) {
+                            return Err(self
+                                .at
+                                .err(field, format!("\"{name}\" is not a valid credential name")));
+                        }
+                    }
                 }
                 ("secrets", Some(name)) if is_connector_name(name) => {}
                 ("secrets", Some(name)) => {
@@ -451,6 +459,30 @@ impl Refs<'_> {
         }
         Ok(())
     }
+}
+
+/// The names in `secrets['name']` / `secrets["name"]` subscripts of a template,
+/// failing if `secrets` is used any other way than `.name` or such a subscript.
+pub fn secret_subscripts(source: &str) -> Result<Vec<String>, String> {
+    static MENTION: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let Some(re) = MENTION.get_or_init(|| {
+        regex::Regex::new(r#"\bsecrets\b\s*(\.\s*[A-Za-z_]|\[\s*(?:"([^"]*)"|'([^']*)')\s*\])?"#).ok()
+    }) else {
+        return Err("could not check the template".into());
+    };
+    let mut names = Vec::new();
+    for c in re.captures_iter(source) {
+        match (c.get(1), c.get(2).or_else(|| c.get(3))) {
+            (Some(_), Some(name)) => names.push(name.as_str().to_owned()),
+            (Some(_), None) => {}
+            (None, _) => {
+                return Err(
+                    "refer to a credential as secrets.<name> or secrets['<name>'] (a constant name)".into()
+                );
+            }
+        }
+    }
+    Ok(names)
 }
 
 /// A template syntax error with its line, without minijinja's decorations.
@@ -515,6 +547,15 @@ mod tests {
         assert!(message(&mut own).contains("its own output"));
         let mut stray = spec(vec![step("a", transform("{{ whatever }}"))]);
         assert!(message(&mut stray).contains("unknown variable \"whatever\""));
+        let ok =
+            spec(vec![step("a", transform(r#"{"t": "{{ secrets['team-slack'] }} {{ secrets.slack }}"}"#))]);
+        validate(&mut ok.clone(), limits()).unwrap();
+        let mut dynamic = spec(vec![step("a", transform("{{ secrets[trigger.which] }}"))]);
+        assert!(message(&mut dynamic).contains("constant name"));
+        let mut whole = spec(vec![step("a", transform("{{ secrets | tojson }}"))]);
+        assert!(message(&mut whole).contains("constant name"));
+        let mut bad_sub = spec(vec![step("a", transform("{{ secrets['Nope!'] }}"))]);
+        assert!(message(&mut bad_sub).contains("not a valid credential name"));
         let mut bad_secret = spec(vec![step("a", transform("{{ secrets.Bad_Name }}"))]);
         assert!(message(&mut bad_secret).contains("not a valid credential name"));
         let mut syntax = spec(vec![step("a", transform("{{ trigger.x "))]);

@@ -158,15 +158,65 @@ impl SystemStore {
         Ok(pilots.rows_affected())
     }
 
-    /// The oldest pending outbox events.
+    /// The oldest outbox events that are due (new, or past their retry backoff).
     pub async fn outbox(&self, limit: i64) -> Result<Vec<OutboxRow>, sqlx::Error> {
         sqlx::query_as!(
             OutboxRow,
-            "SELECT id, subject, msg_id, payload FROM catalog.outbox ORDER BY id LIMIT $1",
+            "SELECT id, subject, msg_id, payload FROM catalog.outbox
+             WHERE next_attempt_at <= now() ORDER BY id LIMIT $1",
             limit
         )
         .fetch_all(&self.pool)
         .await
+    }
+
+    /// Postpones an event that failed to publish (exponential backoff, ≤ 5 min).
+    pub async fn outbox_retry_later(&self, id: i64) -> Result<(), sqlx::Error> {
+        sqlx::query!(
+            "UPDATE catalog.outbox SET attempts = attempts + 1,
+                    next_attempt_at = now() + least(interval '5 minutes', interval '1 second' * power(2, attempts))
+             WHERE id = $1",
+            id
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Checks each configured key against the check value stored for its id (and
+    /// stores it for a new id). Returns the ids whose stored value differs.
+    pub async fn verify_key_checks(&self, checks: &[(String, Vec<u8>)]) -> Result<Vec<String>, sqlx::Error> {
+        let mut mismatched = Vec::new();
+        for (id, check) in checks {
+            sqlx::query!(
+                "INSERT INTO catalog.webhook_key_checks (key_id, check_value) VALUES ($1, $2)
+                 ON CONFLICT (key_id) DO NOTHING",
+                id,
+                check,
+            )
+            .execute(&self.pool)
+            .await?;
+            let stored = sqlx::query_scalar!(
+                "SELECT check_value FROM catalog.webhook_key_checks WHERE key_id = $1",
+                id
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            if stored != *check {
+                mismatched.push(id.clone());
+            }
+        }
+        Ok(mismatched)
+    }
+
+    /// Key ids that stored webhook secrets use, with how many secrets each.
+    pub async fn secret_key_ids(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        Ok(sqlx::query!("SELECT key_id, count(*) AS \"n!\" FROM catalog.webhook_secrets GROUP BY key_id")
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| (r.key_id, r.n))
+            .collect())
     }
 
     /// Removes published events.

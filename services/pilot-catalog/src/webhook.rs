@@ -113,10 +113,14 @@ pub fn sign(key: &SecretKey, id: &str, timestamp: i64, body: &[u8]) -> String {
 }
 
 fn mac(key: &SecretKey, id: &str, timestamp: i64, body: &[u8]) -> [u8; 32] {
+    mac_raw(key, id, &timestamp.to_string(), body)
+}
+
+fn mac_raw(key: &SecretKey, id: &str, timestamp: &str, body: &[u8]) -> [u8; 32] {
     let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.bytes()) else { return [0; 32] };
     mac.update(id.as_bytes());
     mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
+    mac.update(timestamp.as_bytes());
     mac.update(b".");
     mac.update(body);
     mac.finalize().into_bytes().into()
@@ -131,18 +135,26 @@ pub fn verify(
     now: i64,
     tolerance: i64,
 ) -> Result<(), Rejection> {
-    if let (Some(id), Some(ts), Some(sigs)) =
-        (header(headers, HEADER_ID), header(headers, HEADER_TIMESTAMP), header(headers, HEADER_SIGNATURE))
+    // Every `webhook-signature` header counts (a proxy may split the list).
+    let signatures: Vec<&str> = headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(HEADER_SIGNATURE))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if let (Some(id), Some(ts_text), false) =
+        (header(headers, HEADER_ID), header(headers, HEADER_TIMESTAMP), signatures.is_empty())
     {
-        let ts: i64 = ts.trim().parse().map_err(|_| Rejection::MalformedHeaders)?;
+        let ts_text = ts_text.trim();
+        let ts: i64 = ts_text.parse().map_err(|_| Rejection::MalformedHeaders)?;
         if id.is_empty() || id.len() > 256 {
             return Err(Rejection::MalformedHeaders);
         }
         if now.abs_diff(ts) > tolerance.max(0).unsigned_abs() {
             return Err(Rejection::Timestamp);
         }
-        let candidates: Vec<Vec<u8>> = sigs
-            .split(' ')
+        let candidates: Vec<Vec<u8>> = signatures
+            .iter()
+            .flat_map(|v| v.split(' '))
             .filter_map(|entry| entry.split_once(','))
             .filter(|(version, _)| *version == "v1")
             .filter_map(|(_, sig)| STANDARD.decode(sig).ok())
@@ -150,7 +162,8 @@ pub fn verify(
             .collect();
         let mut matched = subtle::Choice::from(0u8);
         for key in keys {
-            let expected = mac(key, id, ts, body);
+            // Signed over the timestamp exactly as sent.
+            let expected = mac_raw(key, id, ts_text, body);
             for candidate in &candidates {
                 matched |= expected.as_slice().ct_eq(candidate.as_slice());
             }
@@ -225,6 +238,28 @@ impl Keyring {
             keys.push((id.to_owned(), Zeroizing::new(arr)));
         }
         Ok(Self { keys })
+    }
+
+    /// A check value per key id (HMAC of a fixed label), stored at first use so a
+    /// different key under a known id is caught at start-up.
+    pub fn check_values(&self) -> Vec<(String, Vec<u8>)> {
+        self.keys
+            .iter()
+            .map(|(id, key)| {
+                let value = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_ref())
+                    .map(|mut m| {
+                        m.update(b"bizops/catalog/webhook-key-check/v1");
+                        m.finalize().into_bytes().to_vec()
+                    })
+                    .unwrap_or_default();
+                (id.clone(), value)
+            })
+            .collect()
+    }
+
+    /// Whether a key id is configured.
+    pub fn knows(&self, key_id: &str) -> bool {
+        self.keys.iter().any(|(id, _)| id == key_id)
     }
 
     /// Encrypts a secret for Pilot `aad`: returns (key id, nonce || ciphertext).
@@ -319,6 +354,23 @@ mod tests {
         assert_eq!(verify(std::slice::from_ref(&key), &headers, body, NOW, 300), Ok(()));
         // Previous + current secret during the grace period.
         assert_eq!(verify(&[other, key.clone()], &signed(&key, body, NOW), body, NOW, 300), Ok(()));
+        // Signatures split over several headers count too.
+        let split = vec![
+            ("webhook-id".to_owned(), "msg_1".to_owned()),
+            ("webhook-timestamp".to_owned(), NOW.to_string()),
+            ("webhook-signature".to_owned(), bad.clone()),
+            ("Webhook-Signature".to_owned(), good.clone()),
+        ];
+        assert_eq!(verify(std::slice::from_ref(&key), &split, body, NOW, 300), Ok(()));
+        // The timestamp is signed as sent (leading zeros and all).
+        let padded = format!("0{NOW}");
+        let sig = format!("v1,{}", STANDARD.encode(mac_raw(&key, "msg_1", &padded, body)));
+        let hs = vec![
+            ("webhook-id".to_owned(), "msg_1".to_owned()),
+            ("webhook-timestamp".to_owned(), padded),
+            ("webhook-signature".to_owned(), sig),
+        ];
+        assert_eq!(verify(std::slice::from_ref(&key), &hs, body, NOW, 300), Ok(()));
         // Non-UTF-8 bodies are signed and verified as bytes.
         let binary = [0xff, 0x00, 0xfe];
         assert_eq!(

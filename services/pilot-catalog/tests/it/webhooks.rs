@@ -223,3 +223,26 @@ async fn the_secret_is_shown_once_stored_encrypted_and_never_logged() {
         rotated.webhook_secret.trim_start_matches("whsec_"),
     ]);
 }
+
+#[tokio::test]
+async fn a_different_key_under_a_known_id_refuses_to_start() {
+    use base64::{Engine as _, engine::general_purpose::STANDARD};
+    let cat = Catalog::start().await;
+    let mut config = pilot_catalog::CatalogConfig::default();
+    config.grpc_addr = bizops_testkit::any_port();
+    config.metrics_addr = bizops_testkit::any_port();
+    config.database.url = Some(cat.db.url("bizops_catalog").into());
+    config.database.system_url = Some(cat.db.url("bizops_catalog_system").into());
+    config.nats.url = bizops_testkit::nats_url().into();
+    config.nats.prefix = cat.prefix.clone();
+    // The harness started with `test1` = [42; 32]; same id, other bytes:
+    config.webhooks.encryption_keys = vec![format!("test1:{}", STANDARD.encode([7u8; 32])).into()];
+    let err = pilot_catalog::App::build(config.clone()).await.err().expect("must refuse");
+    assert!(err.to_string().contains("key test1 does not match"), "{err}");
+    // A new id next to the right one is fine.
+    config.webhooks.encryption_keys = vec![
+        format!("test2:{}", STANDARD.encode([9u8; 32])).into(),
+        format!("test1:{}", STANDARD.encode([42u8; 32])).into(),
+    ];
+    assert!(pilot_catalog::App::build(config).await.is_ok());
+}
