@@ -228,9 +228,11 @@ async fn the_secret_is_shown_once_stored_encrypted_and_never_logged() {
 async fn a_different_key_under_a_known_id_refuses_to_start() {
     use base64::{Engine as _, engine::general_purpose::STANDARD};
     let cat = Catalog::start().await;
-    let mut config = pilot_catalog::CatalogConfig::default();
-    config.grpc_addr = bizops_testkit::any_port();
-    config.metrics_addr = bizops_testkit::any_port();
+    let mut config = pilot_catalog::CatalogConfig {
+        grpc_addr: bizops_testkit::any_port(),
+        metrics_addr: bizops_testkit::any_port(),
+        ..Default::default()
+    };
     config.database.url = Some(cat.db.url("bizops_catalog").into());
     config.database.system_url = Some(cat.db.url("bizops_catalog_system").into());
     config.nats.url = bizops_testkit::nats_url().into();
