@@ -154,11 +154,21 @@ pub struct RotationConfig {
     /// crash of the replica that ran it).
     #[serde(deserialize_with = "duration")]
     pub poll_interval: Duration,
+    /// How long each batch holds its transaction open (the job's row locked)
+    /// after reading its rows and before writing the keys it rewrapped. Zero (the
+    /// default) in production: it exists so tests can kill or stop a replica, or
+    /// change a row, in the middle of a batch.
+    #[serde(deserialize_with = "duration")]
+    pub batch_hold: Duration,
 }
 
 impl Default for RotationConfig {
     fn default() -> Self {
-        Self { batch_pause: Duration::from_millis(10), poll_interval: Duration::from_secs(30) }
+        Self {
+            batch_pause: Duration::from_millis(10),
+            poll_interval: Duration::from_secs(30),
+            batch_hold: Duration::ZERO,
+        }
     }
 }
 
@@ -195,6 +205,7 @@ mod tests {
         assert!(c.connectors.slack_require_https);
         assert_eq!(c.limits.max_value_bytes, 8192);
         assert_eq!(c.limits.max_credentials_per_owner, 100);
+        assert!(c.rotation.batch_hold.is_zero(), "no test pause in production");
         c.keys.keyring = vec![SecretString::from("1:c2VjcmV0LWtleS1tYXRlcmlhbA==")];
         assert!(!format!("{c:?}").contains("c2VjcmV0"));
     }

@@ -10,8 +10,9 @@
 //!   kind, the credential name and the credential id, each length-prefixed (the
 //!   wrapping layer also the KEK version), so a row copied to another owner, kind,
 //!   name or id fails to decrypt.
-//! - The fingerprint shown to users is HMAC-SHA256 under the data key, never a bare
-//!   hash of the value.
+//! - The fingerprint shown to users is `…` and the last 4 characters of the value
+//!   (what a provider shows of a key too), or just `…` for a value shorter than 12
+//!   characters; see [`fingerprint`].
 //!
 //! Data keys and plaintext live in [`Zeroizing`] buffers and are wiped when dropped;
 //! no error or `Debug` output carries key material or plaintext.
@@ -48,7 +49,6 @@ pub const WRAPPED_BODY_LEN: usize = NONCE_LEN + KEY_LEN + TAG_LEN;
 const DOMAIN: &[u8] = b"bizops.vault.v1";
 const LAYER_VALUE: &[u8] = b"value";
 const LAYER_DATA_KEY: &[u8] = b"data-key";
-const LABEL_FINGERPRINT: &[u8] = b"fingerprint";
 const LABEL_KEY_CHECK: &[u8] = b"kek-check";
 
 /// Which stored part failed.
@@ -162,7 +162,7 @@ pub struct Sealed {
     pub wrapped_key: Vec<u8>,
     /// N.
     pub kek_version: u32,
-    /// `…` and 4 hex digits of HMAC-SHA256(data key, value).
+    /// [`fingerprint`] of the value: `…` and its last 4 characters.
     pub fingerprint: String,
 }
 
@@ -269,7 +269,9 @@ impl KeyRing {
         let data_key = random::<KEY_LEN>()?;
         let ciphertext = aead_seal(&data_key[..], &aad(LAYER_VALUE, binding, None), plaintext)?;
         let wrapped_key = self.wrap(binding, &data_key[..], self.active)?;
-        let fingerprint = fingerprint(&data_key[..], plaintext);
+        // Values arrive as protobuf strings, so they are UTF-8; anything else shows nothing.
+        let fingerprint =
+            std::str::from_utf8(plaintext).map_or_else(|_| FINGERPRINT_HIDDEN.to_owned(), fingerprint);
         Ok(Sealed { ciphertext, wrapped_key, kek_version: self.active, fingerprint })
     }
 
@@ -441,10 +443,24 @@ fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     out
 }
 
-/// `…` and the first four hex digits of HMAC-SHA256(data key, value).
-fn fingerprint(data_key: &[u8], plaintext: &[u8]) -> String {
-    let mac = Zeroizing::new(hmac(data_key, &[DOMAIN, LABEL_FINGERPRINT, plaintext]));
-    format!("…{:02x}{:02x}", mac[0], mac[1])
+/// Characters of a value a fingerprint shows (its last ones).
+pub const FINGERPRINT_CHARS: usize = 4;
+/// Values shorter than this many characters (trimmed) show none of them.
+pub const FINGERPRINT_MIN_CHARS: usize = 12;
+/// The fingerprint of a value too short to show any of it.
+pub const FINGERPRINT_HIDDEN: &str = "…";
+
+/// What a user sees of a stored value: `…` and its last 4 characters after
+/// trimming (`…a1b2`), which they can match against what the provider shows of
+/// the key. A value shorter than 12 characters shows only `…`, so a short token
+/// never gives away a third of itself.
+pub fn fingerprint(value: &str) -> String {
+    let value = value.trim();
+    if value.chars().count() < FINGERPRINT_MIN_CHARS {
+        return FINGERPRINT_HIDDEN.to_owned();
+    }
+    let tail = value.char_indices().rev().nth(FINGERPRINT_CHARS - 1).map_or(value, |(i, _)| &value[i..]);
+    format!("{FINGERPRINT_HIDDEN}{tail}")
 }
 
 #[cfg(test)]
@@ -488,8 +504,28 @@ mod tests {
         assert_eq!(wrapped_version(&s.wrapped_key), Some(2));
         let plain = ring.open(&binding(owner, id), &s.ciphertext, &s.wrapped_key, 2, 0).unwrap();
         assert_eq!(&plain[..], SECRET);
-        assert!(s.fingerprint.starts_with('…') && s.fingerprint.chars().count() == 5, "{}", s.fingerprint);
+        assert_eq!(s.fingerprint, "…6789");
         assert!(!format!("{s:?}").contains("xoxb"));
+    }
+
+    #[test]
+    fn fingerprints_show_the_last_four_characters_of_values_of_twelve_or_more() {
+        assert_eq!(fingerprint("re_live_abcdef_7f3a9c"), "…3a9c");
+        // Trimmed first: what the provider shows ends at the key, not at a newline.
+        assert_eq!(fingerprint("  sk-ant-api03-xyzQ9w8e7\n"), "…w8e7");
+        // 12 characters show their last 4; 11 (after trimming) show nothing.
+        assert_eq!(fingerprint("abcdefgh1234"), "…1234");
+        assert_eq!(fingerprint("abcdefgh123"), "…");
+        assert_eq!(fingerprint("  abcdefgh123  "), "…");
+        assert_eq!(fingerprint(""), "…");
+        // Characters, not bytes.
+        assert_eq!(fingerprint("pässwörd-ünïcødé"), "…cødé");
+        // The same value always gives the same fingerprint, whatever its data key.
+        let ring = ring(1);
+        let b = binding(OwnerId(Uuid::now_v7()), Uuid::now_v7());
+        let (one, two) = (ring.seal(&b, SECRET).unwrap(), ring.seal(&b, SECRET).unwrap());
+        assert_eq!((one.fingerprint.as_str(), two.fingerprint.as_str()), ("…6789", "…6789"));
+        assert_eq!(ring.seal(&b, &[0xff; 20]).unwrap().fingerprint, "…");
     }
 
     #[test]

@@ -22,15 +22,15 @@ use secrecy::{ExposeSecret as _, SecretString};
 use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::{
     config::LimitsConfig,
     connectors::{self, Checker, Connector},
     crypto::{Binding, CryptoError, KeyRing},
-    rotation::{DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, Rotator, parse_job_id},
+    rotation::{DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, Rotator, StartError, parse_job_id},
     store::{CredentialMeta, CredentialStore, SealedRow},
-    system::{JobRow, SystemStore},
+    system::{JobRow, MinVersion, SystemStore},
 };
 
 /// The only service that may resolve plaintext values.
@@ -102,6 +102,18 @@ fn job_pb(j: &JobRow) -> pb::KeyRotation {
         failed: u64::try_from(j.failed).unwrap_or(0),
         started_at: Some(to_proto(j.started_at)),
         finished_at: j.finished_at.map(to_proto),
+    }
+}
+
+/// Turns a decrypted value into a string without copying it: the buffer becomes
+/// the string, still wiped on drop. `None` (the bytes wiped) when it is not UTF-8.
+fn into_utf8(mut plain: Zeroizing<Vec<u8>>) -> Option<Zeroizing<String>> {
+    match String::from_utf8(std::mem::take(&mut *plain)) {
+        Ok(text) => Some(Zeroizing::new(text)),
+        Err(e) => {
+            e.into_bytes().zeroize();
+            None
+        }
     }
 }
 
@@ -267,19 +279,35 @@ impl<S: CredentialStore> Vault<S> {
             }
         }
         let rows = self.store.sealed(owner, &names).await?;
-        let mut credentials = Vec::with_capacity(rows.len());
+        // Every value stays in its own wiped-on-drop decryption buffer until the
+        // response is built, so an error below (another row, mark_used) wipes the
+        // values already decrypted.
+        let mut values: Vec<(&SealedRow, Zeroizing<String>)> = Vec::with_capacity(rows.len());
         for row in &rows {
-            let plain = self.open(row)?;
-            let value = std::str::from_utf8(&plain)
-                .map_err(|_| Error::internal(format!("credential {} is not UTF-8", row.id)))?
-                .to_owned();
-            let kind = connectors::by_name(&row.kind).map_or(pb::ConnectorKind::Unspecified, |c| c.proto());
-            credentials.push(pb::ResolvedCredential { name: row.name.clone(), kind: kind as i32, value });
+            let value = into_utf8(self.open(row)?)
+                .ok_or_else(|| Error::internal(format!("credential {} is not UTF-8", row.id)))?;
+            values.push((row, value));
         }
         let found: HashSet<&str> = rows.iter().map(|r| r.name.as_str()).collect();
         let missing: Vec<String> = names.iter().filter(|n| !found.contains(n.as_str())).cloned().collect();
         let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
         self.store.mark_used(owner, &ids, OffsetDateTime::now_utc()).await?;
+        // The residual: the protobuf message needs a plain `String`, and tonic drops
+        // the message (and its encode buffer) after sending without wiping either.
+        // Each value's decryption buffer is moved into the message, not copied, so
+        // that unwiped `String` is the only copy of the plaintext left behind.
+        let credentials: Vec<pb::ResolvedCredential> = values
+            .into_iter()
+            .map(|(row, mut value)| {
+                let kind =
+                    connectors::by_name(&row.kind).map_or(pb::ConnectorKind::Unspecified, |c| c.proto());
+                pb::ResolvedCredential {
+                    name: row.name.clone(),
+                    kind: kind as i32,
+                    value: std::mem::take(&mut *value),
+                }
+            })
+            .collect();
         metrics::counter!("vault_credentials_resolved_total").increment(credentials.len() as u64);
         tracing::info!(owner_id = %owner, run_id = %run_id, resolved = credentials.len(), missing = missing.len(),
             "credentials resolved for a run");
@@ -295,7 +323,10 @@ impl<S: CredentialStore> Vault<S> {
             n if n <= MAX_BATCH_SIZE => n,
             _ => return Err(Error::invalid("batch_size", format!("must be at most {MAX_BATCH_SIZE}"))),
         };
-        let (job, _) = self.rotator.start(batch).await.map_err(Error::internal)?;
+        let (job, _) = self.rotator.start(batch).await.map_err(|e| match e {
+            e @ StartError::KeyringBehind { .. } => Error::new(ErrorCode::FailedPrecondition, e.to_string()),
+            StartError::Db(e) => Error::internal(e),
+        })?;
         Ok(pb::StartKeyRotationResponse { job_id: job.id.to_string() })
     }
 
@@ -329,11 +360,34 @@ impl<S: CredentialStore> Vault<S> {
                 ),
             ));
         }
-        let below = self.system.set_min_decryption_version(version).await.map_err(Error::internal)?;
+        let below = match self
+            .system
+            .set_min_decryption_version(version, req.force)
+            .await
+            .map_err(Error::internal)?
+        {
+            MinVersion::Set { below } => below,
+            MinVersion::Refused { below } => {
+                let credentials = if below == 1 {
+                    "1 credential is".to_owned()
+                } else {
+                    format!("{below} credentials are")
+                };
+                return Err(Error::new(
+                    ErrorCode::FailedPrecondition,
+                    format!(
+                        "min_decryption_version: {credentials} still wrapped under a KEK version below {version} \
+                         and would stop decrypting; let a key rotation finish first (StartKeyRotation, then \
+                         GetKeyRotation until it completes), or set force to retire the version anyway"
+                    ),
+                ));
+            }
+        };
         tracing::warn!(
             caller,
             min_decryption_version = version,
             credentials_below = below,
+            forced = req.force,
             "minimum decryption version set"
         );
         Ok(pb::SetMinDecryptionVersionResponse {
@@ -496,6 +550,16 @@ impl<S: CredentialStore> VaultService for Vault<S> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn decrypted_values_become_strings_without_a_copy() {
+        let plain = Zeroizing::new(b"bearer-Secret-Token".to_vec());
+        let at = plain.as_ptr();
+        let text = into_utf8(plain).unwrap();
+        assert_eq!(text.as_str(), "bearer-Secret-Token");
+        assert_eq!(text.as_ptr(), at, "the decryption buffer itself, not a copy");
+        assert!(into_utf8(Zeroizing::new(vec![0x66, 0xff, 0x66])).is_none());
+    }
 
     #[test]
     fn credential_names_follow_the_pattern() {

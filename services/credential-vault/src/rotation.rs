@@ -8,6 +8,13 @@
 //! dies); every replica looks for a running job at start-up and every
 //! `rotation.poll_interval`. Only data keys are unwrapped and rewrapped; values are
 //! never decrypted.
+//!
+//! Rotation never wraps a key backwards: a job is refused while any credential is
+//! under a version above the active one of the replica asked to start it (its
+//! keyring is behind), and a batch leaves a row above the job's target as it is
+//! (a put by a replica with a newer keyring). A row changed under a batch by a put
+//! is re-read and decided again, so a concurrent put is never counted as a failure
+//! (only a data key that cannot be unwrapped is).
 
 use std::sync::Arc;
 
@@ -19,13 +26,61 @@ use uuid::Uuid;
 use crate::{
     config::RotationConfig,
     crypto::{Binding, KeyRing},
-    system::{JobRow, Rewrap, SystemStore},
+    system::{JobRow, Rewrap, SystemStore, WrappedRow},
 };
 
 /// Credentials per batch when the request says 0.
 pub const DEFAULT_BATCH_SIZE: u32 = 100;
 /// Largest batch a request may ask for.
 pub const MAX_BATCH_SIZE: u32 = 1000;
+
+/// Why a rotation could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Credentials are wrapped under a version above this replica's active one: a
+    /// job started here would wrap them backwards.
+    #[error(
+        "credentials are wrapped under KEK version {stored}, above this replica's active version {active}; \
+         update the keyring everywhere first (every replica configured with KEK version {stored} as the \
+         active version), then start the rotation again"
+    )]
+    KeyringBehind {
+        /// The highest version credentials are wrapped under.
+        stored: u32,
+        /// This replica's active version.
+        active: u32,
+    },
+    /// Anything else from the database.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// What a batch does with one credential.
+enum Step {
+    /// Counted as done without a write: already under the target, or above it.
+    Done,
+    /// Its data key could not be unwrapped (tampered, retired, unknown version).
+    Failed,
+    /// To be stored if the row still holds the wrapped key read.
+    Rewrap(Rewrap),
+}
+
+/// Counts of one batch.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    done: i64,
+    failed: i64,
+}
+
+impl Tally {
+    fn count(&mut self, step: Step, rewraps: &mut Vec<Rewrap>) {
+        match step {
+            Step::Done => self.done += 1,
+            Step::Failed => self.failed += 1,
+            Step::Rewrap(r) => rewraps.push(r),
+        }
+    }
+}
 
 /// Starts rotation jobs and works on them.
 #[derive(Debug, Clone)]
@@ -42,9 +97,23 @@ impl Rotator {
         Self { system, keys, config, wake: Arc::new(Notify::new()) }
     }
 
-    /// The running job, or a new one rewrapping under the active KEK; wakes the worker.
-    pub async fn start(&self, batch_size: u32) -> Result<(JobRow, bool), sqlx::Error> {
-        let (job, created) = self.system.start_rotation(self.keys.active_version(), batch_size).await?;
+    /// The running job, or a new one rewrapping under the active KEK; wakes the
+    /// worker. Refused while any credential is wrapped under a version above the
+    /// active one: this replica's keyring is behind another's.
+    pub async fn start(&self, batch_size: u32) -> Result<(JobRow, bool), StartError> {
+        let active = self.keys.active_version();
+        if let Some(stored) = self.system.max_kek_version().await? {
+            let stored = u32::try_from(stored).unwrap_or(0);
+            if stored > active {
+                tracing::warn!(
+                    kek_version = stored,
+                    active_version = active,
+                    "key rotation refused: credentials are under a newer KEK version than this replica's active one"
+                );
+                return Err(StartError::KeyringBehind { stored, active });
+            }
+        }
+        let (job, created) = self.system.start_rotation(active, batch_size).await?;
         if created {
             tracing::info!(job_id = %job.id, target_version = job.target_version, total = job.total,
                 batch_size = job.batch_size, "key rotation started");
@@ -115,39 +184,48 @@ impl Rotator {
                     target_version = done.target_version, "key rotation completed");
                 return Ok(());
             };
-            let (mut rewraps, mut already, mut failed) = (Vec::new(), 0i64, 0i64);
+            // Unwrapping and wrapping is CPU only; done before the transaction opens.
+            let (mut tally, mut rewraps) = (Tally::default(), Vec::new());
             for row in &rows {
-                if row.kek_version == job.target_version {
-                    already += 1;
-                    continue;
-                }
-                let binding = Binding {
-                    owner: OwnerId(row.owner_id),
-                    credential_id: row.id,
-                    kind: &row.kind,
-                    name: &row.name,
-                };
-                let version = u32::try_from(row.kek_version).unwrap_or(0);
-                match self.keys.rewrap(&binding, &row.wrapped_key, version, min, target) {
-                    Ok(new) => rewraps.push(Rewrap { id: row.id, old: row.wrapped_key.clone(), new }),
-                    Err(e) => {
-                        failed += 1;
-                        tracing::warn!(job_id = %job.id, credential_id = %row.id, kek_version = row.kek_version,
-                            error = %e, "key rotation could not rewrap a credential's data key");
-                    }
-                }
+                tally.count(self.step(&job, row, target, min), &mut rewraps);
             }
-            let outcome =
-                self.system.apply_rotation_batch(conn, &job, &rewraps, already, failed, last).await?;
-            if !outcome.still_running {
+
+            let Some(mut tx) = self.system.begin_batch(conn, job.id).await? else {
                 tracing::info!(job_id = %job.id, "key rotation job is no longer running; stopping");
                 return Ok(());
+            };
+            if !self.config.batch_hold.is_zero() {
+                tracing::debug!(job_id = %job.id, "key rotation batch holding its transaction open");
+                tokio::time::sleep(self.config.batch_hold).await;
             }
-            metrics::counter!("vault_rotation_done_total").increment(outcome.done.max(0) as u64);
-            metrics::counter!("vault_rotation_failed_total").increment(outcome.failed.max(0) as u64);
+            let swapped = self.system.swap_wrapped_keys(&mut tx, &rewraps, job.target_version).await?;
+            tally.done += swapped.len() as i64;
+            let missed: Vec<Uuid> = rewraps.iter().map(|r| r.id).filter(|id| !swapped.contains(id)).collect();
+            if !missed.is_empty() {
+                // Changed since read: replaced by a put (perhaps by a replica with an
+                // older or newer keyring) or deleted. Re-read under a row lock, so it
+                // cannot change again before this batch commits, and decide again.
+                let current = self.system.lock_wrapped(&mut tx, &missed).await?;
+                tally.done += (missed.len() - current.len()) as i64; // deleted: nothing to rewrap
+                let mut retries = Vec::new();
+                for row in &current {
+                    tally.count(self.step(&job, row, target, min), &mut retries);
+                }
+                let swapped = self.system.swap_wrapped_keys(&mut tx, &retries, job.target_version).await?;
+                tally.done += swapped.len() as i64;
+                // Locked rows cannot miss again; should one, it is counted, never hidden.
+                tally.failed += (retries.len() - swapped.len()) as i64;
+                tracing::debug!(job_id = %job.id, changed = missed.len(), retried = retries.len(),
+                    "key rotation re-read credentials changed during its batch");
+            }
+            self.system.record_batch(&mut tx, job.id, last, tally.done, tally.failed).await?;
+            tx.commit().await?;
+
+            metrics::counter!("vault_rotation_done_total").increment(tally.done.max(0) as u64);
+            metrics::counter!("vault_rotation_failed_total").increment(tally.failed.max(0) as u64);
             job.cursor_id = Some(last);
-            job.done += outcome.done;
-            job.failed += outcome.failed;
+            job.done += tally.done;
+            job.failed += tally.failed;
             tracing::debug!(job_id = %job.id, done = job.done, failed = job.failed, total = job.total,
                 "key rotation batch committed");
             if !self.config.batch_pause.is_zero() {
@@ -156,6 +234,30 @@ impl Rotator {
                     () = wait => {}
                     () = tokio::time::sleep(self.config.batch_pause) => {}
                 }
+            }
+        }
+    }
+
+    /// What a batch does with one credential. A row under the target, or above it
+    /// (wrapped by a replica whose keyring is newer than the job), is left as it is:
+    /// a key is never wrapped backwards.
+    fn step(&self, job: &JobRow, row: &WrappedRow, target: u32, min: u32) -> Step {
+        let version = u32::try_from(row.kek_version).unwrap_or(0);
+        if version >= target {
+            if version > target {
+                tracing::debug!(job_id = %job.id, credential_id = %row.id, kek_version = row.kek_version,
+                    "key rotation left a credential under a newer KEK version as it is");
+            }
+            return Step::Done;
+        }
+        let binding =
+            Binding { owner: OwnerId(row.owner_id), credential_id: row.id, kind: &row.kind, name: &row.name };
+        match self.keys.rewrap(&binding, &row.wrapped_key, version, min, target) {
+            Ok(new) => Step::Rewrap(Rewrap { id: row.id, old: row.wrapped_key.clone(), new }),
+            Err(e) => {
+                tracing::warn!(job_id = %job.id, credential_id = %row.id, kek_version = row.kek_version,
+                    error = %e, "key rotation could not rewrap a credential's data key");
+                Step::Failed
             }
         }
     }

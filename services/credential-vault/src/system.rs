@@ -10,7 +10,7 @@
 //! keys only.
 
 use bizops_authn::OwnerId;
-use sqlx::{Connection as _, PgConnection, PgPool};
+use sqlx::{Connection as _, PgConnection, PgPool, Postgres, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -84,15 +84,20 @@ pub struct Rewrap {
     pub new: Vec<u8>,
 }
 
-/// What one applied batch did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct BatchOutcome {
-    /// Credentials counted as done.
-    pub done: i64,
-    /// Credentials counted as failed.
-    pub failed: i64,
-    /// False if the job was no longer running (nothing was written).
-    pub still_running: bool,
+/// What SetMinDecryptionVersion did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MinVersion {
+    /// Stored; `below` credentials are wrapped under a lower version.
+    Set {
+        /// Credentials wrapped under a lower version.
+        below: i64,
+    },
+    /// Not stored: it would raise (or keep) the minimum above `below` credentials,
+    /// and the caller did not force it.
+    Refused {
+        /// Credentials wrapped under a lower version.
+        below: i64,
+    },
 }
 
 /// The system-role store.
@@ -138,13 +143,24 @@ impl SystemStore {
         sqlx::query_scalar!("SELECT min_decryption_version FROM vault.settings").fetch_one(&self.pool).await
     }
 
-    /// Sets the minimum decryption version; returns how many credentials are wrapped
-    /// under a lower version.
-    pub async fn set_min_decryption_version(&self, version: u32) -> Result<i64, sqlx::Error> {
+    /// The highest KEK version any credential is wrapped under.
+    pub async fn max_kek_version(&self) -> Result<Option<i32>, sqlx::Error> {
+        sqlx::query_scalar!("SELECT max(kek_version) FROM vault.credentials").fetch_one(&self.pool).await
+    }
+
+    /// Sets the minimum decryption version, unless credentials are still wrapped
+    /// under a lower version and `force` is false: then nothing changes. Lowering
+    /// the minimum (an emergency) is always allowed.
+    pub async fn set_min_decryption_version(
+        &self,
+        version: u32,
+        force: bool,
+    ) -> Result<MinVersion, sqlx::Error> {
         let version = to_i32(version)?;
         let mut tx = self.pool.begin().await?;
-        sqlx::query!("UPDATE vault.settings SET min_decryption_version = $1, updated_at = now()", version)
-            .execute(&mut *tx)
+        // Serialises concurrent calls, so "lowering" is judged against the value in force.
+        let current = sqlx::query_scalar!("SELECT min_decryption_version FROM vault.settings FOR UPDATE")
+            .fetch_one(&mut *tx)
             .await?;
         let below = sqlx::query_scalar!(
             "SELECT count(*) AS \"n!\" FROM vault.credentials WHERE kek_version < $1",
@@ -152,8 +168,15 @@ impl SystemStore {
         )
         .fetch_one(&mut *tx)
         .await?;
+        if below > 0 && !force && version >= current {
+            tx.rollback().await?;
+            return Ok(MinVersion::Refused { below });
+        }
+        sqlx::query!("UPDATE vault.settings SET min_decryption_version = $1, updated_at = now()", version)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(below)
+        Ok(MinVersion::Set { below })
     }
 
     /// Deletes every credential of `owner` (hard delete); returns how many.
@@ -271,33 +294,42 @@ impl SystemStore {
         .await
     }
 
-    /// Stores rewrapped keys (compare-and-swap on the old wrapped key) and the job's
-    /// progress and cursor, in one transaction. A row that changed meanwhile counts
-    /// as done when it is gone or already under the target (a concurrent put), else
-    /// as failed. `skipped_done`/`failed` are rows of the batch counted without a
-    /// write (already under the target / could not be unwrapped).
-    pub async fn apply_rotation_batch(
+    /// Opens the transaction of one batch, locking the job's row; `None` (nothing
+    /// open) when the job is no longer running. The batch's rewrapped keys and the
+    /// job's progress and cursor are written in this transaction, so a batch is
+    /// applied whole or not at all, wherever the worker stops.
+    pub async fn begin_batch<'c>(
         &self,
-        conn: &mut PgConnection,
-        job: &JobRow,
-        rewraps: &[Rewrap],
-        skipped_done: i64,
-        failed: i64,
-        cursor: Uuid,
-    ) -> Result<BatchOutcome, sqlx::Error> {
+        conn: &'c mut PgConnection,
+        job: Uuid,
+    ) -> Result<Option<Transaction<'c, Postgres>>, sqlx::Error> {
         let mut tx = conn.begin().await?;
-        let running =
-            sqlx::query_scalar!("SELECT state FROM vault.rotation_jobs WHERE id = $1 FOR UPDATE", job.id)
+        let state =
+            sqlx::query_scalar!("SELECT state FROM vault.rotation_jobs WHERE id = $1 FOR UPDATE", job)
                 .fetch_optional(&mut *tx)
                 .await?;
-        if running.as_deref() != Some("running") {
+        if state.as_deref() != Some("running") {
             tx.rollback().await?;
-            return Ok(BatchOutcome { still_running: false, ..BatchOutcome::default() });
+            return Ok(None);
+        }
+        Ok(Some(tx))
+    }
+
+    /// Stores rewrapped keys under `target` where each row still holds the wrapped
+    /// key that was read (compare-and-swap); returns the ids written.
+    pub async fn swap_wrapped_keys(
+        &self,
+        tx: &mut PgConnection,
+        rewraps: &[Rewrap],
+        target: i32,
+    ) -> Result<Vec<Uuid>, sqlx::Error> {
+        if rewraps.is_empty() {
+            return Ok(Vec::new());
         }
         let ids: Vec<Uuid> = rewraps.iter().map(|r| r.id).collect();
         let olds: Vec<Vec<u8>> = rewraps.iter().map(|r| r.old.clone()).collect();
         let news: Vec<Vec<u8>> = rewraps.iter().map(|r| r.new.clone()).collect();
-        let swapped = sqlx::query_scalar!(
+        sqlx::query_scalar!(
             "UPDATE vault.credentials c SET wrapped_key = u.new, kek_version = $4
              FROM unnest($1::uuid[], $2::bytea[], $3::bytea[]) AS u(id, old, new)
              WHERE c.id = u.id AND c.wrapped_key = u.old
@@ -305,37 +337,50 @@ impl SystemStore {
             &ids,
             &olds,
             &news,
-            job.target_version,
+            target,
         )
-        .fetch_all(&mut *tx)
-        .await?;
-        let missed: Vec<Uuid> = ids.iter().copied().filter(|id| !swapped.contains(id)).collect();
-        let mut done = skipped_done + swapped.len() as i64;
-        let mut failed = failed;
-        if !missed.is_empty() {
-            let moved_on = sqlx::query_scalar!(
-                "SELECT count(*) AS \"n!\" FROM vault.credentials WHERE id = ANY($1) AND kek_version <> $2",
-                &missed,
-                job.target_version
-            )
-            .fetch_one(&mut *tx)
-            .await?;
-            failed += moved_on;
-            done += missed.len() as i64 - moved_on;
-        }
+        .fetch_all(tx)
+        .await
+    }
+
+    /// Re-reads credentials whose wrapped key changed since the batch read them,
+    /// locking them until the batch's transaction ends. Deleted ones are missing.
+    pub async fn lock_wrapped(
+        &self,
+        tx: &mut PgConnection,
+        ids: &[Uuid],
+    ) -> Result<Vec<WrappedRow>, sqlx::Error> {
+        sqlx::query_as!(
+            WrappedRow,
+            "SELECT id, owner_id, name, kind, wrapped_key, kek_version FROM vault.credentials
+             WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            ids
+        )
+        .fetch_all(tx)
+        .await
+    }
+
+    /// Records a batch in the job: its cursor and counts.
+    pub async fn record_batch(
+        &self,
+        tx: &mut PgConnection,
+        job: Uuid,
+        cursor: Uuid,
+        done: i64,
+        failed: i64,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query!(
             "UPDATE vault.rotation_jobs
              SET cursor_id = $2, done = done + $3, failed = failed + $4, updated_at = now()
              WHERE id = $1",
-            job.id,
+            job,
             cursor,
             done,
             failed
         )
-        .execute(&mut *tx)
+        .execute(tx)
         .await?;
-        tx.commit().await?;
-        Ok(BatchOutcome { done, failed, still_running: true })
+        Ok(())
     }
 
     /// Marks a job completed. Credentials deleted while it ran were never visited,

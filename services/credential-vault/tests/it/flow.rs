@@ -15,12 +15,11 @@ async fn put_list_resolve_delete() {
     assert_eq!(info.name, "team-alerts");
     assert_eq!(info.kind, ConnectorKind::Slack as i32);
     assert!(info.created_at.is_some() && info.updated_at.is_some() && info.last_used_at.is_none());
-    assert!(
-        info.fingerprint.starts_with('…') && info.fingerprint.chars().count() == 5,
-        "{}",
-        info.fingerprint
-    );
-    v.put(&ann, "mail", ConnectorKind::Resend, RESEND_KEY).await.unwrap();
+    // The fingerprint is what the user can match at the provider: the last 4
+    // characters of the value.
+    assert_eq!(info.fingerprint, "…Z123");
+    let mail = v.put(&ann, "mail", ConnectorKind::Resend, RESEND_KEY).await.unwrap();
+    assert_eq!(mail.fingerprint, "…3a9c");
 
     // Metadata only: the value appears nowhere in the listing.
     let list = v.list(&ann).await;
@@ -29,7 +28,8 @@ async fn put_list_resolve_delete() {
     for secret in SECRETS {
         assert!(!shown.contains(secret), "{shown}");
     }
-    assert!(!info.fingerprint.contains(&SLACK_URL[SLACK_URL.len() - 4..]));
+    let fingerprints: Vec<&str> = list.iter().map(|c| c.fingerprint.as_str()).collect();
+    assert_eq!(fingerprints, ["…3a9c", "…Z123"]);
 
     // The executor gets plaintext, and last-used is recorded.
     let resolved = v.resolve(ann.owner, &["team-alerts", "mail", "nope", "mail"]).await.unwrap();
@@ -125,10 +125,20 @@ async fn put_replaces_and_the_same_value_never_encrypts_the_same() {
     assert_ne!(before.2, after.2, "a fresh data key");
     assert_eq!(first.created_at, second.created_at);
     assert!(at(&second.updated_at) > at(&first.updated_at));
+    // The same value, the same fingerprint (it does not change with the data key).
+    assert_eq!((first.fingerprint.as_str(), second.fingerprint.as_str()), ("…w8e7", "…w8e7"));
 
     // Another kind under the same name replaces it too.
     let third = v.put(&ann, "key", ConnectorKind::HttpBearer, BEARER).await.unwrap();
     assert_eq!(third.kind, ConnectorKind::HttpBearer as i32);
+    assert_eq!(third.fingerprint, "…1+/=", "the last 4 of the new value");
+    // A short token shows nothing of itself.
+    let short = v.put(&ann, "key", ConnectorKind::HttpBearer, "tok-0123456").await.unwrap();
+    assert_eq!(short.fingerprint, "…");
+    assert_eq!(v.list(&ann).await[0].fingerprint, "…");
+    let twelve = v.put(&ann, "key", ConnectorKind::HttpBearer, "tok-01234567").await.unwrap();
+    assert_eq!(twelve.fingerprint, "…4567");
+    v.put(&ann, "key", ConnectorKind::HttpBearer, BEARER).await.unwrap();
     assert_eq!(v.value_of(ann.owner, "key").await.unwrap(), BEARER);
     assert_eq!(v.list(&ann).await.len(), 1);
 

@@ -2,12 +2,12 @@
 //! test keys: a session key for users and service keys for the executor, identity,
 //! an operator ("ops") and the gateway (trusted, but allowed nothing here).
 
-use std::{net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr, pin::Pin, time::Duration};
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use bizops_authn::{OwnerId, ServiceSigner, SessionSigner, SigningKey};
 use bizops_proto::vault::v1::{self as pb, vault_service_client::VaultServiceClient};
-use bizops_testkit::{InProcess, LogCapture, TestDb, any_port, capture_logs};
+use bizops_testkit::{InProcess, LogCapture, TestDb, Until, any_port, capture_logs};
 use credential_vault::{App, MIGRATOR, VaultConfig};
 use secrecy::SecretString;
 use time::OffsetDateTime;
@@ -88,15 +88,60 @@ pub fn base_config(db: &TestDb, keys: &Keys) -> VaultConfig {
     config
 }
 
+/// A running vault on a fresh database; its RPC helpers are those of [`Api`].
 pub struct Vault {
     pub db: TestDb,
     pub addr: SocketAddr,
     pub metrics_addr: SocketAddr,
-    pub client: VaultServiceClient<Channel>,
-    pub keys: Keys,
     pub logs: LogCapture,
     pub config: VaultConfig,
+    api: Api,
     server: InProcess,
+}
+
+impl std::ops::Deref for Vault {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+/// Another replica of a [`Vault`]: same database, its own configuration (e.g. an
+/// older or newer keyring).
+pub struct Replica {
+    api: Api,
+    server: InProcess,
+}
+
+impl std::ops::Deref for Replica {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl Replica {
+    pub async fn stop(self) {
+        self.server.stop().await.expect("replica stops gracefully");
+    }
+}
+
+/// Builds and starts an App on a runtime of its own (so it can be killed); returns
+/// it with its metrics address.
+fn start_isolated(config: VaultConfig) -> (InProcess, SocketAddr) {
+    let metrics = std::sync::Mutex::new(None);
+    let server = InProcess::start_isolated(|| async {
+        let app = App::build(config).await?;
+        let addr = app.grpc_addr()?;
+        *metrics.lock().unwrap() = Some(app.metrics_addr()?);
+        let run = move |until: Until| -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> {
+            Box::pin(app.run_until(until))
+        };
+        Ok((addr, run))
+    })
+    .expect("vault builds");
+    let metrics_addr = metrics.lock().unwrap().expect("metrics address");
+    (server, metrics_addr)
 }
 
 impl Vault {
@@ -122,14 +167,45 @@ impl Vault {
         let metrics_addr = app.metrics_addr().unwrap();
         let server = InProcess::start(addr, |until| app.run_until(until));
         let client = VaultServiceClient::connect(server.url()).await.expect("connect");
-        Self { db, addr, metrics_addr, client, keys, logs, config, server }
+        Self { db, addr, metrics_addr, logs, config, api: Api { client, keys }, server }
+    }
+
+    /// Like [`Vault::launch`], on a runtime of its own so that [`Vault::kill`] can
+    /// end it like `kill -9`.
+    pub async fn launch_isolated(db: TestDb, keys: Keys, config: VaultConfig) -> Self {
+        let logs = capture_logs();
+        bizops_telemetry::install_crypto_provider();
+        let (server, metrics_addr) = start_isolated(config.clone());
+        let addr = server.addr();
+        let client = VaultServiceClient::connect(server.url()).await.expect("connect");
+        Self { db, addr, metrics_addr, logs, config, api: Api { client, keys }, server }
+    }
+
+    /// Another replica on the same database, with this vault's configuration
+    /// (fresh ports) and `adjust` applied.
+    pub async fn replica(&self, adjust: impl FnOnce(&mut VaultConfig)) -> Replica {
+        let mut config = self.config.clone();
+        config.grpc_addr = any_port();
+        config.metrics_addr = any_port();
+        adjust(&mut config);
+        let (server, _) = start_isolated(config);
+        let client = VaultServiceClient::connect(server.url()).await.expect("connect");
+        Replica { api: Api { client, keys: self.keys.clone() }, server }
     }
 
     /// Stops the vault gracefully; returns what a restart needs.
     pub async fn stop(self) -> (TestDb, Keys, VaultConfig) {
-        let Vault { db, server, keys, config, .. } = self;
+        let Vault { db, server, api, config, .. } = self;
         server.stop().await.expect("vault stops gracefully");
-        (db, keys, config)
+        (db, api.keys, config)
+    }
+
+    /// Kills a vault started with [`Vault::launch_isolated`] abruptly, like
+    /// `kill -9`: its tasks stop wherever they are and its connections drop.
+    pub fn kill(self) -> (TestDb, Keys, VaultConfig) {
+        let Vault { db, server, api, config, .. } = self;
+        server.kill();
+        (db, api.keys, config)
     }
 
     /// Stops and starts again with `adjust` applied to the configuration.
@@ -141,12 +217,20 @@ impl Vault {
         Self::launch(db, keys, config).await
     }
 
-    pub fn client(&self) -> VaultServiceClient<Channel> {
-        self.client.clone()
-    }
-
     pub async fn superuser(&self) -> sqlx::PgPool {
         self.db.superuser_pool().await.unwrap()
+    }
+}
+
+/// A client of one vault replica, with the test keys.
+pub struct Api {
+    pub client: VaultServiceClient<Channel>,
+    pub keys: Keys,
+}
+
+impl Api {
+    pub fn client(&self) -> VaultServiceClient<Channel> {
+        self.client.clone()
     }
 
     /// A session token of a new user.
@@ -209,12 +293,14 @@ impl Vault {
     }
 
     pub async fn start_rotation(&self, batch_size: u32) -> String {
+        self.try_start_rotation(batch_size).await.unwrap()
+    }
+
+    pub async fn try_start_rotation(&self, batch_size: u32) -> Result<String, Status> {
         self.client()
             .start_key_rotation(as_service(&self.keys.ops, pb::StartKeyRotationRequest { batch_size }))
             .await
-            .unwrap()
-            .into_inner()
-            .job_id
+            .map(|r| r.into_inner().job_id)
     }
 
     pub async fn rotation(&self, job_id: &str) -> pb::KeyRotation {
@@ -245,10 +331,18 @@ impl Vault {
     }
 
     pub async fn set_min_version(&self, version: u32) -> Result<pb::SetMinDecryptionVersionResponse, Status> {
+        self.set_min_version_with(version, false).await
+    }
+
+    pub async fn set_min_version_with(
+        &self,
+        version: u32,
+        force: bool,
+    ) -> Result<pb::SetMinDecryptionVersionResponse, Status> {
         self.client()
             .set_min_decryption_version(as_service(
                 &self.keys.ops,
-                pb::SetMinDecryptionVersionRequest { min_decryption_version: version },
+                pb::SetMinDecryptionVersionRequest { min_decryption_version: version, force },
             ))
             .await
             .map(|r| r.into_inner())

@@ -89,7 +89,7 @@ async fn key_management_is_for_key_admins_only() {
     let v = Vault::start().await;
     let ann = v.new_user();
     let start = || pb::StartKeyRotationRequest { batch_size: 0 };
-    let set_min = || pb::SetMinDecryptionVersionRequest { min_decryption_version: 1 };
+    let set_min = || pb::SetMinDecryptionVersionRequest { min_decryption_version: 1, force: false };
     for other in [&v.keys.executor, &v.keys.identity, &v.keys.gateway] {
         assert_status(
             v.client().start_key_rotation(as_service(other, start())).await,

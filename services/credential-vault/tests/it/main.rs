@@ -8,6 +8,7 @@ mod connectors;
 mod flow;
 mod isolation;
 mod logs;
+mod migrations;
 mod ops;
 mod rotation;
 mod tamper;
