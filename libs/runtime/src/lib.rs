@@ -45,7 +45,8 @@ impl Shutdown {
         Stopped(self.tx.subscribe())
     }
 
-    fn trigger(&self) {
+    /// Begins shutdown: every [`Stopped`] resolves.
+    pub fn trigger(&self) {
         let _ = self.tx.send(true);
     }
 }

@@ -1,0 +1,291 @@
+//! The HTTP edge: routes, and the middleware every request passes.
+//!
+//! Order, outermost first: a span per request → request metrics → security
+//! headers → (API and dashboard only) session resolution with revocation check
+//! and the per-session rate limit → CSRF (same origin + synchronizer token) →
+//! the handler. Webhooks, `/static`, health and the OpenAPI document never look
+//! at the session cookie.
+
+use std::{sync::Arc, time::Instant};
+
+use axum::{
+    Json, Router,
+    body::Body,
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    http::{HeaderValue, Method, StatusCode, header},
+    middleware::{Next, from_fn, from_fn_with_state},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use bizops_errors::{Error, ErrorCode};
+
+use crate::{
+    csrf,
+    error::{ApiError, csrf_rejected, rate_limited},
+    state::{SessionSlot, Shared},
+    web,
+};
+
+/// The Content-Security-Policy of every response: no inline script or style.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                       connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// State-changing routes that need the same origin but no token (no session yet).
+const TOKEN_EXEMPT: &[&str] = &["/api/v1/auth/login", "/api/v1/auth/register", "/signin", "/signup"];
+
+fn wants_json(path: &str) -> bool {
+    path.starts_with("/api/") || path.starts_with("/hooks/")
+}
+
+/// An error in the form the path's client expects (JSON for the API, HTML otherwise).
+fn error_for(
+    st: &Shared,
+    path: &str,
+    session: Option<&crate::session::CurrentSession>,
+    error: Error,
+) -> Response {
+    if wants_json(path) { ApiError(error).into_response() } else { web::error_page(st, session, error) }
+}
+
+/// Resolves the session cookie (identity's VerifySession, cached ≤ 5 s) and
+/// applies the per-session rate limit. A cookie identity no longer accepts is
+/// removed in the response.
+async fn session_layer(State(st): State<Shared>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let mut clear = false;
+    let session = match st.cookies.read(req.headers()) {
+        None => None,
+        Some(token) => match st.sessions.verify(token).await {
+            Ok(Some(s)) => Some(s),
+            Ok(None) => {
+                clear = true;
+                None
+            }
+            Err(e) => return error_for(&st, &path, None, e),
+        },
+    };
+    if let Some(s) = &session
+        && let Err(wait) = st.limits.api_per_session.check(&s.session_id)
+    {
+        return error_for(&st, &path, Some(s), rate_limited(wait));
+    }
+    let token = session.as_ref().map(|s| s.token.clone());
+    req.extensions_mut().insert(SessionSlot(session));
+    let mut response = next.run(req).await;
+    // A backend refused the session (revoked since the cached answer): forget it now.
+    if let Some(token) = token
+        && response.extensions().get::<ErrorCode>() == Some(&ErrorCode::Unauthenticated)
+    {
+        st.sessions.forget(&token);
+        clear = true;
+    }
+    if clear && !response.headers().contains_key(header::SET_COOKIE) {
+        response.headers_mut().append(header::SET_COOKIE, st.cookies.clear());
+    }
+    response
+}
+
+fn is_form(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"))
+}
+
+/// CSRF: every state-changing request must come from our origin and, when it
+/// carries a session, the session's token (header or form field).
+async fn csrf_layer(State(st): State<Shared>, req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let path = req.uri().path().to_owned();
+    let session = req.extensions().get::<SessionSlot>().and_then(|s| s.0.clone());
+    let reject = |why: &'static str| {
+        metrics::counter!("gateway_csrf_rejections_total", "reason" => why).increment(1);
+        tracing::info!(reason = why, "state-changing request refused");
+        error_for(&st, &path, session.as_ref(), csrf_rejected("refused: reload the page and try again"))
+    };
+    if !st.csrf.same_origin(req.headers()) {
+        return reject("cross_origin");
+    }
+    if TOKEN_EXEMPT.contains(&path.as_str()) {
+        return next.run(req).await;
+    }
+    // Without a session there is no ambient credential to abuse; the handler answers 401.
+    let Some(s) = session.clone() else { return next.run(req).await };
+    if let Some(value) = req.headers().get(csrf::HEADER) {
+        return match value.to_str() {
+            Ok(token) if st.csrf.verify(s.session_id, token) => next.run(req).await,
+            _ => reject("bad_token"),
+        };
+    }
+    if !is_form(&req) {
+        return reject("missing_token");
+    }
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, st.api_body_bytes).await else {
+        return error_for(
+            &st,
+            &path,
+            Some(&s),
+            Error::new(ErrorCode::PayloadTooLarge, "the form is larger than allowed"),
+        );
+    };
+    let token =
+        url::form_urlencoded::parse(&bytes).find(|(k, _)| k == csrf::FORM_FIELD).map(|(_, v)| v.into_owned());
+    match token {
+        Some(token) if st.csrf.verify(s.session_id, &token) => {
+            next.run(Request::from_parts(parts, Body::from(bytes))).await
+        }
+        Some(_) => reject("bad_token"),
+        None => reject("missing_token"),
+    }
+}
+
+/// Security headers on every response.
+async fn security_headers(State(st): State<Shared>, req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    h.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
+    h.insert(
+        "permissions-policy",
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"),
+    );
+    if st.hsts {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// `http_server_requests_total{method,route,status}` and
+/// `http_server_request_duration_seconds{method,route}`; the route is the
+/// matched template (`/api/v1/pilots/{pilot_id}`), never the raw path.
+async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    metrics::histogram!("http_server_request_duration_seconds", "method" => method.clone(), "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(
+        "http_server_requests_total",
+        "method" => method, "route" => route, "status" => response.status().as_u16().to_string()
+    )
+    .increment(1);
+    response
+}
+
+fn request_span(req: &Request) -> tracing::Span {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str());
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format!("{} {route}", req.method()),
+        otel.kind = "server",
+        http.method = %req.method(),
+        http.route = %route,
+        http.status = tracing::field::Empty,
+    );
+    bizops_telemetry::propagation::set_remote_parent(
+        &span,
+        bizops_telemetry::propagation::extract_http(req.headers()),
+    );
+    span
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(st): State<Shared>) -> Response {
+    let connected = st.nats.connection_state() == async_nats::connection::State::Connected;
+    let draining = st.draining.load(std::sync::atomic::Ordering::Relaxed);
+    if connected && !draining {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, if draining { "shutting down" } else { "NATS not connected" })
+            .into_response()
+    }
+}
+
+async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    let (body, content_type): (&'static str, &'static str) = match file.as_str() {
+        "app.css" => (include_str!("../static/app.css"), "text/css; charset=utf-8"),
+        "app.js" => (include_str!("../static/app.js"), "text/javascript; charset=utf-8"),
+        "favicon.svg" => (include_str!("../static/favicon.svg"), "image/svg+xml"),
+        _ => return ApiError(Error::not_found("file")).into_response(),
+    };
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=300")], body)
+        .into_response()
+}
+
+async fn fallback(State(st): State<Shared>, req: Request) -> Response {
+    let session = None;
+    error_for(&st, req.uri().path(), session, Error::not_found("page"))
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    let error =
+        Error::new(ErrorCode::InvalidArgument, format!("method {} is not allowed here", req.method()));
+    let (_, body) = error.to_http();
+    (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
+}
+
+/// The whole application and its OpenAPI document.
+pub fn router(st: Shared) -> (Router, Arc<String>) {
+    let (api, mut openapi) = crate::api::router().split_for_parts();
+    let (hooks, hooks_doc) = crate::hooks::router().split_for_parts();
+    openapi.merge(hooks_doc);
+    let document = Arc::new(openapi.to_pretty_json().unwrap_or_else(|_| "{}".to_owned()));
+    let served = document.clone();
+
+    let with_session = Router::new()
+        .merge(api)
+        .merge(web::router())
+        .layer(from_fn_with_state(st.clone(), csrf_layer))
+        .layer(from_fn_with_state(st.clone(), session_layer))
+        .layer(DefaultBodyLimit::max(st.api_body_bytes));
+
+    let router = Router::new()
+        .merge(with_session)
+        .merge(hooks.layer(DefaultBodyLimit::disable()))
+        .route(
+            "/api/openapi.json",
+            get(move || {
+                let served = served.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], served.as_str().to_owned()) }
+            }),
+        )
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/static/{file}", get(static_file))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn(track))
+        .layer(from_fn_with_state(st.clone(), security_headers))
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span).on_response(
+            |response: &Response, latency: std::time::Duration, span: &tracing::Span| {
+                span.record("http.status", response.status().as_u16());
+                tracing::debug!(
+                    status = response.status().as_u16(),
+                    latency_ms = latency.as_millis() as u64,
+                    "request done"
+                );
+            },
+        ))
+        .with_state(st);
+    (router, document)
+}

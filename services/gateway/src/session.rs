@@ -1,0 +1,264 @@
+//! The session cookie and revocation.
+//!
+//! Exactly one cookie exists: `__Host-bizops_session` holding identity's session
+//! JWT (`HttpOnly; Secure; SameSite=Strict; Path=/`, no `Domain`). Only the
+//! explicit development setting drops `Secure`, and then the name loses the
+//! `__Host-` prefix (`bizops_session`), which browsers would otherwise refuse.
+//!
+//! Revocation is enforced here: every request with a cookie is checked with
+//! identity's VerifySession, and an answer is reused for at most 5 s.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use bizops_errors::{Error, ErrorCode};
+use bizops_proto::identity::v1 as pb;
+use http::{HeaderMap, HeaderValue, header};
+use secrecy::{ExposeSecret as _, SecretString};
+use sha2::{Digest as _, Sha256};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::backend::Backends;
+
+/// Name of the cookie in production.
+pub const SECURE_COOKIE_NAME: &str = "__Host-bizops_session";
+/// Name of the cookie with `insecure_dev_cookies` (plain http).
+pub const DEV_COOKIE_NAME: &str = "bizops_session";
+/// Longest token the gateway accepts from a cookie (identity's are ~400 bytes).
+const MAX_TOKEN_BYTES: usize = 4096;
+/// Entries the verification cache holds at most.
+const MAX_CACHE_ENTRIES: usize = 100_000;
+
+/// A session identity vouched for (within the cache bound).
+#[derive(Clone)]
+pub struct CurrentSession {
+    /// The session JWT, forwarded to the backends.
+    pub token: SecretString,
+    /// The account, owner of everything the request may touch.
+    pub owner_id: Uuid,
+    /// The session.
+    pub session_id: Uuid,
+    /// Absolute expiry.
+    pub expires_at: OffsetDateTime,
+}
+
+impl fmt::Debug for CurrentSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CurrentSession")
+            .field("owner_id", &self.owner_id)
+            .field("session_id", &self.session_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the session cookie is written.
+#[derive(Debug, Clone)]
+pub struct CookieJar {
+    secure: bool,
+}
+
+impl CookieJar {
+    /// `secure = false` only for plain-http development.
+    pub fn new(secure: bool) -> Self {
+        Self { secure }
+    }
+
+    /// The cookie's name.
+    pub fn name(&self) -> &'static str {
+        if self.secure { SECURE_COOKIE_NAME } else { DEV_COOKIE_NAME }
+    }
+
+    /// `Set-Cookie` for a new session, expiring with it.
+    pub fn set(&self, token: &str, expires_at: OffsetDateTime) -> Result<HeaderValue, Error> {
+        let max_age = (expires_at - OffsetDateTime::now_utc()).whole_seconds().max(0);
+        HeaderValue::from_str(&format!("{}={token}; {}; Max-Age={max_age}", self.name(), self.attributes()))
+            .map_err(|_| Error::internal(std::io::Error::other("session token is not a valid cookie value")))
+    }
+
+    /// `Set-Cookie` that removes the cookie.
+    pub fn clear(&self) -> HeaderValue {
+        HeaderValue::from_str(&format!("{}=; {}; Max-Age=0", self.name(), self.attributes()))
+            .unwrap_or_else(|_| HeaderValue::from_static("bizops_session=; Max-Age=0"))
+    }
+
+    fn attributes(&self) -> &'static str {
+        if self.secure {
+            "HttpOnly; Secure; SameSite=Strict; Path=/"
+        } else {
+            "HttpOnly; SameSite=Strict; Path=/"
+        }
+    }
+
+    /// The session token from the request's `Cookie` headers, if any.
+    pub fn read(&self, headers: &HeaderMap) -> Option<SecretString> {
+        let name = self.name();
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty() && v.len() <= MAX_TOKEN_BYTES && v.bytes().all(is_token_byte))
+            .map(|v| SecretString::from(v.to_owned()))
+    }
+}
+
+/// JWTs are base64url segments separated by dots.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+}
+
+#[derive(Clone)]
+struct Cached {
+    owner_id: Uuid,
+    session_id: Uuid,
+    expires_at: OffsetDateTime,
+    until: Instant,
+}
+
+/// Verifies session tokens with identity, remembering each answer for at most
+/// the configured TTL (≤ 5 s). Keys are SHA-256 digests of tokens.
+pub struct SessionVerifier {
+    backends: Backends,
+    ttl: Duration,
+    cache: Mutex<HashMap<[u8; 32], Cached>>,
+}
+
+impl SessionVerifier {
+    /// A verifier asking identity through `backends`.
+    pub fn new(backends: Backends, ttl: Duration) -> Self {
+        Self { backends, ttl: ttl.min(crate::config::MAX_SESSION_CACHE_TTL), cache: Mutex::default() }
+    }
+
+    fn key(token: &SecretString) -> [u8; 32] {
+        Sha256::digest(token.expose_secret().as_bytes()).into()
+    }
+
+    /// The session behind `token`; `Ok(None)` when identity says it is not valid
+    /// (signed out, expired, revoked, forged); `Err` when identity cannot answer.
+    pub async fn verify(&self, token: SecretString) -> Result<Option<CurrentSession>, Error> {
+        let key = Self::key(&token);
+        let now = Instant::now();
+        if let Some(hit) = self.lock().get(&key).filter(|c| c.until > now).cloned() {
+            if hit.expires_at > OffsetDateTime::now_utc() {
+                return Ok(Some(CurrentSession {
+                    token,
+                    owner_id: hit.owner_id,
+                    session_id: hit.session_id,
+                    expires_at: hit.expires_at,
+                }));
+            }
+            return Ok(None);
+        }
+        let b = &self.backends;
+        let result = b
+            .call("VerifySession", || {
+                let request =
+                    tonic::Request::new(pb::VerifySessionRequest { token: token.expose_secret().to_owned() });
+                let mut client = b.identity();
+                Ok(async move { client.verify_session(request).await })
+            })
+            .await;
+        let response = match result {
+            Ok(r) => r,
+            Err(e) if matches!(e.code(), ErrorCode::Unauthenticated | ErrorCode::InvalidArgument) => {
+                self.lock().remove(&key);
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let (Ok(owner_id), Ok(session_id)) = (response.owner_id.parse(), response.session_id.parse()) else {
+            return Err(Error::internal(std::io::Error::other("VerifySession answered malformed ids")));
+        };
+        let expires_at = response
+            .expires_at
+            .as_ref()
+            .and_then(bizops_proto::timestamp::from_proto)
+            .unwrap_or_else(|| OffsetDateTime::now_utc() + self.ttl);
+        self.remember(key, Cached { owner_id, session_id, expires_at, until: now + self.ttl });
+        Ok(Some(CurrentSession { token, owner_id, session_id, expires_at }))
+    }
+
+    /// Forgets `token` at once (after logout, password change, account deletion).
+    pub fn forget(&self, token: &SecretString) {
+        self.lock().remove(&Self::key(token));
+    }
+
+    fn remember(&self, key: [u8; 32], entry: Cached) {
+        let mut cache = self.lock();
+        if cache.len() >= MAX_CACHE_ENTRIES {
+            let now = Instant::now();
+            cache.retain(|_, c| c.until > now);
+            if cache.len() >= MAX_CACHE_ENTRIES {
+                // Still full of live entries: skip caching rather than grow.
+                return;
+            }
+        }
+        cache.insert(key, entry);
+    }
+
+    /// Drops expired entries (called periodically).
+    pub fn prune(&self) {
+        let now = Instant::now();
+        self.lock().retain(|_, c| c.until > now);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Cached>> {
+        match self.cache.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn production_cookie_has_every_attribute() {
+        let jar = CookieJar::new(true);
+        let exp = OffsetDateTime::now_utc() + time::Duration::hours(12);
+        let v = jar.set("a.b.c", exp).unwrap();
+        let v = v.to_str().unwrap();
+        assert!(v.starts_with("__Host-bizops_session=a.b.c; "), "{v}");
+        for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/", "Max-Age="] {
+            assert!(v.contains(attr), "{attr} missing in {v}");
+        }
+        assert!(!v.to_ascii_lowercase().contains("domain"), "{v}");
+        let cleared = jar.clear();
+        assert!(cleared.to_str().unwrap().starts_with("__Host-bizops_session=; "));
+        assert!(cleared.to_str().unwrap().contains("Max-Age=0"));
+    }
+
+    #[test]
+    fn dev_cookie_drops_secure_and_the_prefix_only() {
+        let jar = CookieJar::new(false);
+        let v = jar.set("t", OffsetDateTime::now_utc() + time::Duration::hours(1)).unwrap();
+        let v = v.to_str().unwrap();
+        assert!(v.starts_with("bizops_session=t; "), "{v}");
+        assert!(!v.contains("Secure"));
+        assert!(v.contains("HttpOnly") && v.contains("SameSite=Strict") && v.contains("Path=/"));
+    }
+
+    #[test]
+    fn reads_only_its_own_cookie_and_only_token_characters() {
+        let jar = CookieJar::new(true);
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, "bizops_session=dev; other=1".parse().unwrap());
+        assert!(jar.read(&h).is_none(), "the dev name is not read in production");
+        h.append(header::COOKIE, "__Host-bizops_session=aa.bb.cc".parse().unwrap());
+        assert_eq!(jar.read(&h).unwrap().expose_secret(), "aa.bb.cc");
+        let mut bad = HeaderMap::new();
+        bad.insert(header::COOKIE, "__Host-bizops_session=a\"b".parse().unwrap());
+        assert!(jar.read(&bad).is_none());
+    }
+}
