@@ -168,12 +168,18 @@ impl Subjects {
     }
 
     /// The stream configurations, with `replicas` copies each (1 locally, 3 in a
-    /// cluster) and the given duplicate window on the triggers stream.
-    pub fn stream_configs(&self, replicas: usize, duplicate_window: Duration) -> [stream::Config; 3] {
+    /// cluster), the given duplicate window on the triggers stream, and messages
+    /// dropped by NATS itself after `max_age` (7 days in production).
+    pub fn stream_configs(
+        &self,
+        replicas: usize,
+        duplicate_window: Duration,
+        max_age: Duration,
+    ) -> [stream::Config; 3] {
         let base = |name: String, subjects: String| stream::Config {
             name,
             subjects: vec![subjects],
-            max_age: STREAM_MAX_AGE,
+            max_age,
             storage: stream::StorageType::File,
             num_replicas: replicas.max(1),
             ..Default::default()
@@ -204,8 +210,9 @@ pub async fn ensure_streams(
     subjects: &Subjects,
     replicas: usize,
     duplicate_window: Duration,
+    max_age: Duration,
 ) -> Result<(), BusError> {
-    for config in subjects.stream_configs(replicas, duplicate_window) {
+    for config in subjects.stream_configs(replicas, duplicate_window, max_age) {
         let name = config.name.clone();
         js.create_or_update_stream(config)
             .await
@@ -230,6 +237,10 @@ pub struct NatsConfig {
     /// How long to wait for the server when connecting.
     #[serde(deserialize_with = "bizops_config::duration")]
     pub connect_timeout: Duration,
+    /// Age after which NATS drops a stored message, consumed or not (the
+    /// privacy policy's 7 days; shorter only in tests).
+    #[serde(deserialize_with = "bizops_config::duration")]
+    pub max_age: Duration,
 }
 
 impl Default for NatsConfig {
@@ -240,6 +251,7 @@ impl Default for NatsConfig {
             replicas: 1,
             duplicate_window: DEFAULT_DUPLICATE_WINDOW,
             connect_timeout: Duration::from_secs(5),
+            max_age: STREAM_MAX_AGE,
         }
     }
 }
@@ -260,7 +272,7 @@ impl NatsConfig {
             .await
             .map_err(|e| BusError::Connect(Box::new(e)))?;
         let js = jetstream::new(client.clone());
-        ensure_streams(&js, &self.subjects()?, self.replicas, self.duplicate_window).await?;
+        ensure_streams(&js, &self.subjects()?, self.replicas, self.duplicate_window, self.max_age).await?;
         Ok((client, js))
     }
 }
@@ -333,7 +345,7 @@ mod tests {
     #[test]
     fn stream_configs_have_the_documented_retention() {
         let s = Subjects::new("p").unwrap();
-        let [triggers, events, dlq] = s.stream_configs(3, DEFAULT_DUPLICATE_WINDOW);
+        let [triggers, events, dlq] = s.stream_configs(3, DEFAULT_DUPLICATE_WINDOW, STREAM_MAX_AGE);
         assert_eq!(triggers.retention, stream::RetentionPolicy::WorkQueue);
         assert_eq!(triggers.subjects, vec!["p.triggers.*.*"]);
         assert_eq!(triggers.duplicate_window, DEFAULT_DUPLICATE_WINDOW);

@@ -10,7 +10,7 @@ async fn setup() -> (jetstream::Context, Subjects) {
         async_nats::connect(bizops_testkit::nats_url()).await.expect("NATS (run scripts/dev-services)");
     let js = jetstream::new(client);
     let subjects = Subjects::new(&bizops_testkit::nats_prefix()).unwrap();
-    ensure_streams(&js, &subjects, 1, DEFAULT_DUPLICATE_WINDOW).await.unwrap();
+    ensure_streams(&js, &subjects, 1, DEFAULT_DUPLICATE_WINDOW, STREAM_MAX_AGE).await.unwrap();
     (js, subjects)
 }
 
@@ -24,7 +24,7 @@ async fn cleanup(js: &jetstream::Context, s: &Subjects) {
 async fn streams_are_created_idempotently_with_their_retention() {
     let (js, s) = setup().await;
     // A second call (another replica starting) changes nothing and does not fail.
-    ensure_streams(&js, &s, 1, DEFAULT_DUPLICATE_WINDOW).await.unwrap();
+    ensure_streams(&js, &s, 1, DEFAULT_DUPLICATE_WINDOW, STREAM_MAX_AGE).await.unwrap();
     let mut triggers = js.get_stream(s.triggers_stream()).await.unwrap();
     let info = triggers.info().await.unwrap();
     assert_eq!(info.config.retention, jetstream::stream::RetentionPolicy::WorkQueue);
@@ -66,5 +66,33 @@ async fn msg_id_deduplicates_per_pilot_and_owner_subjects_purge() {
     assert_eq!(triggers.info().await.unwrap().state.messages, 1, "only the other owner's trigger is left");
     let mut events = js.get_stream(s.events_stream()).await.unwrap();
     assert_eq!(events.info().await.unwrap().state.messages, 0);
+    cleanup(&js, &s).await;
+}
+
+#[tokio::test]
+async fn nats_drops_messages_older_than_the_stream_max_age() {
+    // The mechanism behind "finished queue jobs are gone after 7 days" on the bus:
+    // the same stream configurations with a max age of one second.
+    let client = async_nats::connect(bizops_testkit::nats_url()).await.unwrap();
+    let js = jetstream::new(client);
+    let s = Subjects::new(&bizops_testkit::nats_prefix()).unwrap();
+    let age = std::time::Duration::from_secs(1);
+    ensure_streams(&js, &s, 1, age, age).await.unwrap();
+    let owner = Uuid::now_v7();
+    publish(&js, s.trigger(owner, Uuid::now_v7()), None, "queued".into()).await.unwrap();
+    publish(&js, s.event(owner, EventKind::PilotDeleted), None, "event".into()).await.unwrap();
+    publish(&js, s.dlq(owner, Uuid::now_v7()), None, "dead".into()).await.unwrap();
+    for name in [s.triggers_stream(), s.events_stream(), s.dlq_stream()] {
+        let mut stream = js.get_stream(&name).await.unwrap();
+        assert_eq!(stream.info().await.unwrap().state.messages, 1, "{name} holds the message");
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    for name in [s.triggers_stream(), s.events_stream(), s.dlq_stream()] {
+        let mut stream = js.get_stream(&name).await.unwrap();
+        while stream.info().await.unwrap().state.messages > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "{name} kept a message past its max age");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
     cleanup(&js, &s).await;
 }

@@ -1,6 +1,6 @@
 //! Builds the executor from configuration and runs it until shutdown.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use bizops_authn::AuthLayer;
 use bizops_config::DbRole;
@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::{
     clients::Clients,
+    clock::{Clock, SystemClock},
     config::{ExecutorConfig, GRPC_SERVICE, SERVICE_NAME},
     engine::Engine,
     events::Events,
@@ -33,6 +34,7 @@ pub struct App {
     nats: async_nats::Client,
     js: async_nats::jetstream::Context,
     me: String,
+    clock: Arc<dyn Clock>,
 }
 
 impl App {
@@ -65,8 +67,16 @@ impl App {
             nats,
             js,
             me: format!("executor-{}", Uuid::now_v7().simple()),
+            clock: Arc::new(SystemClock),
             config,
         })
+    }
+
+    /// Uses `clock` for retention (the job sweep) instead of the system clock.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The bound gRPC address.
@@ -146,6 +156,7 @@ impl App {
         )));
         tasks.push(tokio::spawn(maintenance::sweeper(
             self.system.clone(),
+            self.clock.clone(),
             config.runs.job_retention,
             config.runs.sweep_interval,
             stop.stopped(),

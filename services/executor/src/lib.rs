@@ -11,6 +11,7 @@
 pub mod ai;
 pub mod app;
 pub mod clients;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod events;

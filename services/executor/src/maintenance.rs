@@ -1,7 +1,7 @@
 //! Background loops: the reaper (runs with an expired lease), approval expiry,
 //! the job retention sweeper, and the scheduler.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream;
 use bizops_bus::Subjects;
@@ -13,7 +13,13 @@ use bizops_runtime::Stopped;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{clients::Clients, engine::Engine, events::Events, system::SystemStore};
+use crate::{
+    clients::Clients,
+    clock::Clock,
+    engine::Engine,
+    events::Events,
+    system::SystemStore,
+};
 
 /// Runs `work` every `every` until `stopped`.
 async fn every<F, Fut>(every: Duration, stopped: Stopped, mut work: F)
@@ -76,11 +82,17 @@ pub async fn approvals(system: SystemStore, events: Events, interval: Duration, 
 }
 
 /// Deletes finished jobs (trigger payloads) older than the retention.
-pub async fn sweeper(system: SystemStore, retention: Duration, interval: Duration, stopped: Stopped) {
+pub async fn sweeper(
+    system: SystemStore,
+    clock: Arc<dyn Clock>,
+    retention: Duration,
+    interval: Duration,
+    stopped: Stopped,
+) {
     every(interval, stopped, || {
-        let system = system.clone();
+        let (system, now) = (system.clone(), clock.now());
         async move {
-            match system.sweep_jobs(OffsetDateTime::now_utc() - retention).await {
+            match system.sweep_jobs(now - retention).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "swept finished jobs past retention"),
                 Err(e) => tracing::warn!(error = %e, "job sweep failed"),

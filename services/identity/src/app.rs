@@ -2,7 +2,7 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
-use bizops_authn::{AuthLayer, Authenticator, PublicKey, ServiceVerifier};
+use bizops_authn::{AuthLayer, Authenticator, PublicKey, ServiceSigner, ServiceVerifier, SigningKey};
 use bizops_config::DbRole;
 use bizops_proto::identity::v1::identity_service_server::IdentityServiceServer;
 use bizops_runtime::{GrpcServer, Shutdown, Stopped};
@@ -11,8 +11,10 @@ use tonic::service::Routes;
 
 use crate::{
     config::{GRPC_SERVICE, IdentityConfig, SERVICE_NAME},
+    deletion::Deleter,
     grpc::{Identity, register_limiter},
     keys::KeyRing,
+    notify::Notifier,
     password::Hasher,
     store::PgAccountStore,
     system::SystemStore,
@@ -30,6 +32,8 @@ pub struct App {
     throttle: Throttle,
     system: SystemStore,
     idle: Duration,
+    deleter: Deleter,
+    deletion_retry: Duration,
 }
 
 impl App {
@@ -55,6 +59,28 @@ impl App {
         let system = SystemStore::new(system_pool);
         let system_store = system.clone();
         let throttle = Throttle::new(system.clone(), config.login_limits.clone(), keys.hash_key());
+        let signer = match &config.service_auth.service_key {
+            Some(key) => {
+                let key =
+                    SigningKey::parse(key).map_err(|e| anyhow::anyhow!("BIZOPS_SERVICE_AUTH__SERVICE_KEY: {e}"))?;
+                anyhow::ensure!(
+                    key.kid() == SERVICE_NAME,
+                    "BIZOPS_SERVICE_AUTH__SERVICE_KEY: the key id must be `{SERVICE_NAME}`, not `{}`",
+                    key.kid()
+                );
+                Some(ServiceSigner::new(SERVICE_NAME, key))
+            }
+            None => {
+                tracing::warn!(
+                    "BIZOPS_SERVICE_AUTH__SERVICE_KEY is not set: account deletions will stop before the \
+                     catalog step until it is"
+                );
+                None
+            }
+        };
+        let notifier = Notifier::new(config.notifications.clone())?;
+        let deleter =
+            Deleter::new(&config.deletion, config.nats.clone(), system.clone(), throttle.clone(), signer, notifier.clone())?;
 
         let server = GrpcServer::bind(SERVICE_NAME, GRPC_SERVICE, config.grpc_addr, config.metrics_addr)
             .await?
@@ -68,6 +94,8 @@ impl App {
             session: config.session.clone(),
             trust_forwarded_from: config.service_auth.trust_forwarded_source_from.clone(),
             register_limiter: Arc::new(register_limiter(config.login_limits.register_per_source_per_hour)),
+            deleter: deleter.clone(),
+            notifier,
         };
         for name in &config.service_auth.trust_forwarded_source_from {
             if !callers.iter().any(|c| c.kid() == name) {
@@ -78,7 +106,16 @@ impl App {
                 );
             }
         }
-        Ok(Self { server, identity, auth, throttle, system: system_store, idle: config.session.idle_timeout })
+        Ok(Self {
+            server,
+            identity,
+            auth,
+            throttle,
+            system: system_store,
+            idle: config.session.idle_timeout,
+            deleter,
+            deletion_retry: config.deletion.retry_interval,
+        })
     }
 
     /// The bound gRPC address.
@@ -102,8 +139,26 @@ impl App {
         let stop = Shutdown::new();
         let sweeper =
             tokio::spawn(sweep(self.throttle.clone(), self.system.clone(), self.idle, stop.stopped()));
+        let deletions = tokio::spawn(resume_deletions(self.deleter.clone(), self.deletion_retry, stop.stopped()));
         let service = IdentityServiceServer::new(self.identity).max_decoding_message_size(MAX_REQUEST_BYTES);
-        self.server.run(AuthLayer::new(self.auth), Routes::new(service), stop, vec![sweeper], shutdown).await
+        self.server
+            .run(AuthLayer::new(self.auth), Routes::new(service), stop, vec![sweeper, deletions], shutdown)
+            .await
+    }
+}
+
+/// Finishes account deletions that stopped midway (a crash, a service that did
+/// not answer): at start, then every `every`.
+async fn resume_deletions(deleter: Deleter, every: Duration, stopped: Stopped) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stopped = stopped.wait();
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            () = &mut stopped => return,
+            _ = tick.tick() => deleter.resume_all().await,
+        }
     }
 }
 

@@ -33,6 +33,12 @@ pub struct IdentityConfig {
     pub service_auth: ServiceAuthConfig,
     /// Failed-login throttling (`BIZOPS_LOGIN_LIMITS__*`).
     pub login_limits: LoginLimitsConfig,
+    /// Account deletion across the services (`BIZOPS_DELETION__*`).
+    pub deletion: DeletionConfig,
+    /// NATS (`BIZOPS_NATS__*`): account deletion purges the owner's messages.
+    pub nats: bizops_bus::NatsConfig,
+    /// Notices by email (`BIZOPS_NOTIFICATIONS__*`).
+    pub notifications: NotificationsConfig,
     /// How long a graceful shutdown waits for in-flight RPCs.
     #[serde(deserialize_with = "duration")]
     pub shutdown_grace: Duration,
@@ -71,6 +77,9 @@ impl Default for IdentityConfig {
             keys: KeysConfig::default(),
             service_auth: ServiceAuthConfig::default(),
             login_limits: LoginLimitsConfig::default(),
+            deletion: DeletionConfig::default(),
+            nats: bizops_bus::NatsConfig::default(),
+            notifications: NotificationsConfig::default(),
             shutdown_grace: Duration::from_secs(20),
             shutdown_drain: Duration::from_secs(3),
         }
@@ -156,11 +165,14 @@ pub struct ServiceAuthConfig {
     /// Callers whose `x-bizops-source` (the end user's address) is believed.
     #[serde(deserialize_with = "string_list")]
     pub trust_forwarded_source_from: Vec<String>,
+    /// identity's own Ed25519 key `identity:<base64 seed>`, for the calls of
+    /// account deletion (catalog, executor, vault DeleteOwnerData).
+    pub service_key: Option<SecretString>,
 }
 
 impl Default for ServiceAuthConfig {
     fn default() -> Self {
-        Self { trusted_callers: Vec::new(), trust_forwarded_source_from: vec!["gateway".into()] }
+        Self { trusted_callers: Vec::new(), trust_forwarded_source_from: vec!["gateway".into()], service_key: None }
     }
 }
 
@@ -192,6 +204,59 @@ impl Default for LoginLimitsConfig {
             per_source: 30,
             per_email: 50,
             register_per_source_per_hour: 20,
+        }
+    }
+}
+
+/// Where account deletion reaches the other services.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeletionConfig {
+    /// pilot-catalog's gRPC URL.
+    pub catalog_url: String,
+    /// executor's gRPC URL.
+    pub executor_url: String,
+    /// credential-vault's gRPC URL.
+    pub vault_url: String,
+    /// How often unfinished deletions are retried in the background.
+    #[serde(deserialize_with = "duration")]
+    pub retry_interval: Duration,
+    /// Timeout of each call.
+    #[serde(deserialize_with = "duration")]
+    pub call_timeout: Duration,
+}
+
+impl Default for DeletionConfig {
+    fn default() -> Self {
+        Self {
+            catalog_url: "http://127.0.0.1:50052".into(),
+            executor_url: "http://127.0.0.1:50054".into(),
+            vault_url: "http://127.0.0.1:50053".into(),
+            retry_interval: Duration::from_secs(30),
+            call_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Notices about the account (password changed, account deleted), sent through
+/// the server's Resend key when one is configured; skipped (and logged) otherwise.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// The server's Resend API key.
+    pub resend_api_key: Option<SecretString>,
+    /// Resend's API.
+    pub resend_base_url: String,
+    /// Sender, e.g. `BizOps Pilot <no-reply@bizopspilot.com>`.
+    pub from: String,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        Self {
+            resend_api_key: None,
+            resend_base_url: "https://api.resend.com".into(),
+            from: "BizOps Pilot <no-reply@bizopspilot.com>".into(),
         }
     }
 }

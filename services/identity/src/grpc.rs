@@ -1,7 +1,7 @@
 //! The gRPC edge of identity: validation into newtypes, ownership from the verified
 //! caller, and every error mapped to one stable code (internal detail is logged).
 
-use std::{net::IpAddr, sync::Arc};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use bizops_authn::{OwnerId, TokenError, UserCaller, require_user, source_address};
 use bizops_errors::{Error, ErrorCode};
@@ -16,8 +16,10 @@ use uuid::Uuid;
 
 use crate::{
     config::SessionConfig,
+    deletion::Deleter,
     email::{Email, normalise},
     keys::KeyRing,
+    notify::{Notice, Notifier},
     password::{self, Hasher},
     store::{AccountRow, AccountStore, SessionRow},
     system::SystemStore,
@@ -40,6 +42,8 @@ pub struct Identity<S> {
     pub(crate) session: SessionConfig,
     pub(crate) trust_forwarded_from: Vec<String>,
     pub(crate) register_limiter: Arc<RegisterLimiter>,
+    pub(crate) deleter: Deleter,
+    pub(crate) notifier: Notifier,
 }
 
 /// Registrations per source address (each costs a full scrypt hash).
@@ -220,6 +224,15 @@ impl<S: AccountStore> Identity<S> {
         };
 
         let owner = record.owner;
+        if self.system.is_deleting(owner).await.map_err(Error::internal)? {
+            // Only after the password checked out, so this says nothing to a guesser.
+            metrics::counter!("identity_logins_total", "result" => "deleting").increment(1);
+            tracing::info!(owner_id = %owner, "login refused: the account is being deleted");
+            return Err(Error::new(
+                ErrorCode::PermissionDenied,
+                "this account is being deleted; signing in is closed",
+            ));
+        }
         self.throttle.succeeded(attempt, &keys).await?;
         self.store.remember_source(owner, keys.source(), now).await?;
         let mut current_hash = record.password_hash.clone();
@@ -279,6 +292,9 @@ impl<S: AccountStore> Identity<S> {
             ));
         }
         tracing::info!(owner_id = %user.owner_id, "password changed; every session revoked, a fresh one opened");
+        let notifier = self.notifier.clone();
+        let key = format!("password-changed/{}", row.id);
+        tokio::spawn(async move { notifier.send(Notice::PasswordChanged, &account.email, &key).await });
         Ok(pb::ChangePasswordResponse { session: Some(session) })
     }
 
@@ -291,13 +307,30 @@ impl<S: AccountStore> Identity<S> {
         let account =
             self.store.account(user.owner_id).await?.ok_or_else(|| session_expired("the account is gone"))?;
         self.recheck_password(&account, req.password, source, "password").await?;
-        let keys = self.throttle.keys(&account.email, None);
-        // Deleting the account row removes its sessions and known sources with it.
-        self.store.delete_account(user.owner_id).await?;
-        self.system.forget_email(keys.email()).await.map_err(Error::internal)?;
-        let deleted_at = OffsetDateTime::now_utc();
-        tracing::info!(owner_id = %user.owner_id, "account deleted");
-        Ok(pb::DeleteAccountResponse { deleted_at: Some(to_proto(deleted_at)) })
+        self.system.begin_deletion(user.owner_id, &account.email).await.map_err(Error::internal)?;
+        tracing::info!(owner_id = %user.owner_id, "account deletion started");
+        self.finish_deletion(user.owner_id).await
+    }
+
+    /// Runs a recorded deletion to the end. When a step fails, the caller learns
+    /// that the deletion is under way and finishes by itself; repeating
+    /// DeleteAccount with the same token finishes it now.
+    async fn finish_deletion(&self, owner: OwnerId) -> Result<pb::DeleteAccountResponse, Error> {
+        // In its own task: a caller hanging up must not cut a step in half.
+        let deleter = self.deleter.clone();
+        let outcome = tokio::spawn(async move { deleter.run(owner).await }).await.map_err(Error::internal)?;
+        match outcome {
+            Ok(()) => Ok(pb::DeleteAccountResponse { deleted_at: Some(to_proto(OffsetDateTime::now_utc())) }),
+            Err(stopped) => {
+                tracing::warn!(owner_id = %owner, step = stopped.step, "account deletion paused; it will resume");
+                Err(Error::new(
+                    ErrorCode::Unavailable,
+                    "account deletion has started and signing in is closed, but a service did not answer; \
+                     the deletion finishes by itself within minutes (or repeat this request to finish it now)",
+                )
+                .with_retry_after(Duration::from_secs(30)))
+            }
+        }
     }
 }
 
@@ -415,6 +448,13 @@ impl<S: AccountStore> IdentityService for Identity<S> {
         let source = self.source(&request);
         reply(
             async {
+                // The first step of a deletion revokes every session, this one's
+                // too: a repeat with the same (still validly signed) token resumes
+                // a deletion in progress instead of failing on the revoked session.
+                let user = require_user(&request)?;
+                if self.system.is_deleting(user.owner_id).await.map_err(Error::internal)? {
+                    return self.finish_deletion(user.owner_id).await;
+                }
                 let (user, _) = self.caller_session(&request).await?;
                 self.delete_account(user, source, request.into_inner()).await
             }

@@ -7,9 +7,11 @@
 
 pub mod app;
 pub mod config;
+pub mod deletion;
 pub mod email;
 pub mod grpc;
 pub mod keys;
+pub mod notify;
 pub mod password;
 pub mod store;
 pub mod system;

@@ -126,8 +126,6 @@ pub trait AccountStore: Send + Sync + 'static {
         source_hash: &[u8],
         at: OffsetDateTime,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Deletes the account; sessions and known sources go with it (cascade).
-    fn delete_account(&self, owner: OwnerId) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// The Postgres implementation, on the service role's pool.
@@ -313,14 +311,5 @@ impl AccountStore for PgAccountStore {
         .await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    async fn delete_account(&self, owner: OwnerId) -> Result<bool, StoreError> {
-        let mut tx = self.scoped(owner).await?;
-        let done = sqlx::query!("DELETE FROM identity.accounts WHERE id = $1", owner.as_uuid())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() > 0)
     }
 }

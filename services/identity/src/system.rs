@@ -4,7 +4,8 @@
 //! - sign-in lookup by email (no owner is known before the password is checked);
 //! - the failed-login throttle, keyed by hashes of email and source address;
 //! - sweeping throttle rows older than the window, and expired or idle sessions;
-//! - forgetting throttle rows of a deleted account's email.
+//! - forgetting throttle rows of a deleted account's email;
+//! - account deletions in progress (the record, the steps, the final delete).
 
 use bizops_authn::OwnerId;
 use sqlx::PgPool;
@@ -169,14 +170,6 @@ impl SystemStore {
         Ok(at)
     }
 
-    /// Forgets every failure recorded for an email (account deletion).
-    pub async fn forget_email(&self, email: &[u8]) -> Result<u64, sqlx::Error> {
-        let done = sqlx::query!("DELETE FROM identity.login_failures WHERE email_key = $1", email)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
     /// Ends sessions past their absolute expiry or idle since before `idle_before`.
     pub async fn sweep_sessions(
         &self,
@@ -200,6 +193,124 @@ impl SystemStore {
             .await?;
         Ok(done.rows_affected())
     }
+
+    /// Takes the lock on `owner`'s deletion, so one runner at a time (the request,
+    /// the background loop, another replica) works on it; `None` when another
+    /// runner holds it. The lock is a session advisory lock on a connection that
+    /// is closed (not returned to the pool) when the guard drops, so even a
+    /// cancelled task never leaves it held.
+    pub async fn try_lock_deletion(&self, owner: OwnerId) -> Result<Option<DeletionLock>, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        conn.close_on_drop();
+        let key = deletion_lock_key(owner);
+        let locked = sqlx::query_scalar!("SELECT pg_try_advisory_lock($1) AS \"locked!\"", key)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(locked.then_some(DeletionLock { _conn: conn }))
+    }
+
+    /// Records that `owner`'s deletion has begun (idempotent); sign-in is refused
+    /// from now on.
+    pub async fn begin_deletion(&self, owner: OwnerId, email: &str) -> Result<(), sqlx::Error> {
+        sqlx::query!(
+            "INSERT INTO identity.account_deletions (owner_id, email) VALUES ($1, $2) ON CONFLICT (owner_id) DO NOTHING",
+            owner.as_uuid(),
+            email
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The step a deletion reached and the account's email, if one is in progress.
+    pub async fn deletion(&self, owner: OwnerId) -> Result<Option<(i16, String)>, sqlx::Error> {
+        Ok(sqlx::query!("SELECT step, email FROM identity.account_deletions WHERE owner_id = $1", owner.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| (r.step, r.email)))
+    }
+
+    /// Whether the account with this email is being deleted.
+    pub async fn is_deleting(&self, owner: OwnerId) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar!(
+            "SELECT EXISTS (SELECT 1 FROM identity.account_deletions WHERE owner_id = $1) AS \"e!\"",
+            owner.as_uuid()
+        )
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Records a finished step.
+    pub async fn advance_deletion(&self, owner: OwnerId, step: i16) -> Result<(), sqlx::Error> {
+        sqlx::query!(
+            "UPDATE identity.account_deletions SET step = GREATEST(step, $2), last_error = NULL, updated_at = now()
+             WHERE owner_id = $1",
+            owner.as_uuid(),
+            step
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt (the background loop retries).
+    pub async fn deletion_failed(&self, owner: OwnerId, error: &str) -> Result<(), sqlx::Error> {
+        sqlx::query!(
+            "UPDATE identity.account_deletions SET attempts = attempts + 1, last_error = $2, updated_at = now()
+             WHERE owner_id = $1",
+            owner.as_uuid(),
+            error
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletions not finished yet.
+    pub async fn pending_deletions(&self) -> Result<Vec<OwnerId>, sqlx::Error> {
+        Ok(sqlx::query_scalar!("SELECT owner_id FROM identity.account_deletions ORDER BY started_at")
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(OwnerId)
+            .collect())
+    }
+
+    /// Ends every session of an owner.
+    pub async fn revoke_sessions(&self, owner: OwnerId) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query!("DELETE FROM identity.sessions WHERE owner_id = $1", owner.as_uuid())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The last step: the account's own rows, its throttle rows and the deletion
+    /// record itself, in one transaction.
+    pub async fn finish_deletion(&self, owner: OwnerId, email_key: &[u8]) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query!("DELETE FROM identity.sessions WHERE owner_id = $1", owner.as_uuid()).execute(&mut *tx).await?;
+        sqlx::query!("DELETE FROM identity.known_sources WHERE owner_id = $1", owner.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query!("DELETE FROM identity.accounts WHERE id = $1", owner.as_uuid()).execute(&mut *tx).await?;
+        sqlx::query!("DELETE FROM identity.login_failures WHERE email_key = $1", email_key).execute(&mut *tx).await?;
+        sqlx::query!("DELETE FROM identity.account_deletions WHERE owner_id = $1", owner.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+}
+
+/// Holds the lock on one account's deletion until dropped.
+pub struct DeletionLock {
+    _conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
+}
+
+/// The advisory-lock key of an owner's deletion (a collision only serialises two
+/// deletions).
+fn deletion_lock_key(owner: OwnerId) -> i64 {
+    let bytes = owner.as_uuid().as_u128();
+    ((bytes >> 64) as u64 ^ bytes as u64) as i64
 }
 
 /// Counts failures per key since `since`.

@@ -107,7 +107,16 @@ impl Env {
     }
 
     pub async fn start(&self, config: ExecutorConfig) -> Exec {
-        let app = App::build(config).await.expect("executor builds");
+        self.start_with_clock(config, std::sync::Arc::new(executor::clock::SystemClock)).await
+    }
+
+    /// An executor whose retention uses `clock`.
+    pub async fn start_with_clock(
+        &self,
+        config: ExecutorConfig,
+        clock: std::sync::Arc<dyn executor::clock::Clock>,
+    ) -> Exec {
+        let app = App::build(config).await.expect("executor builds").with_clock(clock);
         let addr = app.grpc_addr().unwrap();
         let server = InProcess::start(addr, |until| app.run_until(until));
         let client = ExecutorServiceClient::connect(server.url()).await.unwrap();

@@ -59,7 +59,8 @@ async fn the_101st_run_deletes_the_oldest() {
 #[tokio::test]
 async fn finished_jobs_older_than_the_retention_are_swept() {
     let env = Env::new().await;
-    let exec = env.start(env.config()).await;
+    let clock = executor::clock::ShiftedClock::default();
+    let exec = env.start_with_clock(env.config(), std::sync::Arc::new(clock.clone())).await;
     let owner = owner();
     let pilot = env.pilot(owner.as_uuid(), vec![step("x", transform("{}"))]);
     env.trigger(owner.as_uuid(), pilot, "old", serde_json::json!({"secret": "payload"})).await;
@@ -81,11 +82,24 @@ async fn finished_jobs_older_than_the_retention_are_swept() {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Age one job past the 7-day retention (the clock the sweeper compares with).
-    sqlx::query("UPDATE executor.jobs SET finished_at = now() - interval '7 days 1 minute' WHERE idempotency_key = 'old'")
+    // Make the "new" job finish a day later than "old" (as if triggered then),
+    // then move the sweeper's clock: just short of 7 days after "old" finished
+    // nothing goes; just past it, "old" goes and "new" (6 days old) stays.
+    sqlx::query("UPDATE executor.jobs SET finished_at = finished_at + interval '1 day' WHERE idempotency_key = 'new'")
         .execute(&pool)
         .await
         .unwrap();
+    let keys = || async {
+        sqlx::query_scalar::<_, String>("SELECT idempotency_key FROM executor.jobs WHERE pilot_id = $1 ORDER BY 1")
+            .bind(pilot)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+    };
+    clock.set_offset(time::Duration::days(7) - time::Duration::minutes(1));
+    tokio::time::sleep(Duration::from_secs(1)).await; // > 3 sweep intervals
+    assert_eq!(keys().await, ["new", "old"], "nothing is swept before 7 days");
+    clock.set_offset(time::Duration::days(7) + time::Duration::minutes(1));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let keys: Vec<String> =

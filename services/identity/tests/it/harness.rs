@@ -11,6 +11,8 @@ use identity::{
 };
 use tonic::{Code, Request, Status, transport::Channel};
 
+pub use crate::fakes::Fakes;
+
 pub const PASSWORD: &str = "correct horse battery staple 42";
 pub const NEW_PASSWORD: &str = "velvet otter juggling seven lanterns";
 
@@ -28,6 +30,8 @@ pub struct Identity {
     pub gateway: ServiceSigner,
     pub logs: LogCapture,
     pub config: IdentityConfig,
+    /// The fake catalog, executor and vault account deletion calls (set by `start`).
+    pub fakes: Option<Fakes>,
     server: InProcess,
 }
 
@@ -46,6 +50,14 @@ pub fn base_config(db: &TestDb, key: &SigningKey, gateway: &ServiceSigner) -> Id
         LoginLimitsConfig { register_per_source_per_hour: 1000, ..LoginLimitsConfig::default() };
     config.shutdown_grace = Duration::from_secs(5);
     config.shutdown_drain = Duration::ZERO;
+    // Nothing listens on the discard port: deletions stop at the catalog step
+    // unless a test points them at fakes.
+    config.deletion.catalog_url = "http://127.0.0.1:9".into();
+    config.deletion.executor_url = "http://127.0.0.1:9".into();
+    config.deletion.vault_url = "http://127.0.0.1:9".into();
+    config.deletion.call_timeout = Duration::from_secs(5);
+    config.nats.url = bizops_testkit::nats_url().into();
+    config.nats.prefix = bizops_testkit::nats_prefix();
     config
 }
 
@@ -61,8 +73,20 @@ impl Identity {
         let signing_key = SigningKey::generate("test-k1").unwrap();
         let gateway = ServiceSigner::new("gateway", SigningKey::generate("gateway").unwrap());
         let mut config = base_config(&db, &signing_key, &gateway);
+        let service_key = SigningKey::generate("identity").unwrap();
+        let fakes = Fakes::start(service_key.public()).await;
+        config.service_auth.service_key = Some(service_key.to_secret_string());
+        config.deletion.catalog_url = fakes.url();
+        config.deletion.executor_url = fakes.url();
+        config.deletion.vault_url = fakes.url();
         adjust(&mut config);
-        Self::launch(db, signing_key, gateway, logs, config).await
+        let mut id = Self::launch(db, signing_key, gateway, logs, config).await;
+        id.fakes = Some(fakes);
+        id
+    }
+
+    pub fn fakes(&self) -> &Fakes {
+        self.fakes.as_ref().expect("started with fakes")
     }
 
     pub async fn launch(
@@ -77,7 +101,7 @@ impl Identity {
         let metrics_addr = app.metrics_addr().unwrap();
         let server = InProcess::start(addr, |until| app.run_until(until));
         let client = IdentityServiceClient::connect(server.url()).await.expect("connect");
-        Self { db, addr, metrics_addr, client, signing_key, gateway, logs, config, server }
+        Self { db, addr, metrics_addr, client, signing_key, gateway, logs, config, fakes: None, server }
     }
 
     /// Stops the server gracefully and returns the database (to restart on it).
