@@ -5,6 +5,8 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod suite;
+
 use std::{
     path::PathBuf,
     process::{ExitStatus, Stdio},

@@ -59,6 +59,15 @@ impl TestDb {
         Ok(Self { name, admin, keep: std::env::var_os("BIZOPS_TEST_KEEP_DB").is_some() })
     }
 
+    /// Runs `migrator` as `bizops_migrator` (several services on one database).
+    pub async fn migrate(&self, migrator: &Migrator) -> anyhow::Result<()> {
+        let mut mig =
+            PgConnection::connect(&self.url("bizops_migrator")).await.context("connecting as migrator")?;
+        migrator.run(&mut mig).await.context("running migrations")?;
+        mig.close().await.ok();
+        Ok(())
+    }
+
     /// The database name.
     pub fn name(&self) -> &str {
         &self.name

@@ -148,9 +148,10 @@ impl App {
 }
 
 /// Finishes account deletions that stopped midway (a crash, a service that did
-/// not answer): at start, then every `every`.
+/// not answer): every `every`, the first time one interval after start.
 async fn resume_deletions(deleter: Deleter, every: Duration, stopped: Stopped) {
-    let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+    let every = every.max(Duration::from_millis(10));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stopped = stopped.wait();
     tokio::pin!(stopped);
