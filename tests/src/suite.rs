@@ -112,11 +112,13 @@ impl Suite {
         let logs = capture_logs();
         bizops_telemetry::install_crypto_provider();
         let db = TestDb::empty().await.expect("test database");
-        for migrator in [&identity::MIGRATOR, &pilot_catalog::MIGRATOR, &credential_vault::MIGRATOR, &executor::MIGRATOR]
+        for migrator in
+            [&identity::MIGRATOR, &pilot_catalog::MIGRATOR, &credential_vault::MIGRATOR, &executor::MIGRATOR]
         {
             db.migrate(migrator).await.expect("migrations");
         }
-        let (slack, resend, anthropic) = (MockServer::start().await, MockServer::start().await, MockServer::start().await);
+        let (slack, resend, anthropic) =
+            (MockServer::start().await, MockServer::start().await, MockServer::start().await);
         Mock::given(method("POST"))
             .and(path_regex("^/services/"))
             .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
@@ -133,7 +135,8 @@ impl Suite {
         let session_public = session_key.public().to_config_string();
         let keys: Vec<SigningKey> =
             ["identity", "executor", "gateway"].iter().map(|n| SigningKey::generate(n).unwrap()).collect();
-        let public = |i: usize| ServiceSigner::new(keys[i].kid(), keys[i].clone()).public_key().to_config_string();
+        let public =
+            |i: usize| ServiceSigner::new(keys[i].kid(), keys[i].clone()).public_key().to_config_string();
         let (identity_pub, executor_pub, gateway_pub) = (public(0), public(1), public(2));
 
         let nats = |c: &mut bizops_bus::NatsConfig| {
@@ -220,7 +223,8 @@ impl Suite {
         }
         adjust(&mut configs);
 
-        let client = async_nats::connect(bizops_testkit::nats_url()).await.expect("NATS (scripts/dev-services)");
+        let client =
+            async_nats::connect(bizops_testkit::nats_url()).await.expect("NATS (scripts/dev-services)");
         let mut suite = Self {
             db,
             configs,
@@ -263,35 +267,50 @@ impl Suite {
                 let config = c.identity.clone();
                 isolated(move || async move {
                     let app = identity::App::build(config).await?;
-                    Ok::<Built, anyhow::Error>((app.grpc_addr()?, Box::new(move |u: Until| Box::pin(app.run_until(u)) as RunFuture)))
+                    Ok::<Built, anyhow::Error>((
+                        app.grpc_addr()?,
+                        Box::new(move |u: Until| Box::pin(app.run_until(u)) as RunFuture),
+                    ))
                 })
             }
             Svc::Catalog => {
                 let config = c.catalog.clone();
                 isolated(move || async move {
                     let app = pilot_catalog::App::build(config).await?;
-                    Ok::<Built, anyhow::Error>((app.grpc_addr()?, Box::new(move |u: Until| Box::pin(app.run_until(u)) as RunFuture)))
+                    Ok::<Built, anyhow::Error>((
+                        app.grpc_addr()?,
+                        Box::new(move |u: Until| Box::pin(app.run_until(u)) as RunFuture),
+                    ))
                 })
             }
             Svc::Vault => {
                 let config = c.vault.clone();
                 isolated(move || async move {
                     let app = credential_vault::App::build(config).await?;
-                    Ok::<Built, anyhow::Error>((app.grpc_addr()?, Box::new(move |u: Until| Box::pin(app.run_until(u)) as RunFuture)))
+                    Ok::<Built, anyhow::Error>((
+                        app.grpc_addr()?,
+                        Box::new(move |u: Until| Box::pin(app.run_until(u)) as RunFuture),
+                    ))
                 })
             }
             Svc::Executor => {
                 let (config, clock) = (c.executor.clone(), Arc::new(self.clock.clone()));
                 isolated(move || async move {
                     let app = executor::App::build(config).await?.with_clock(clock);
-                    Ok::<Built, anyhow::Error>((app.grpc_addr()?, Box::new(move |u: Until| Box::pin(app.run_until(u)) as RunFuture)))
+                    Ok::<Built, anyhow::Error>((
+                        app.grpc_addr()?,
+                        Box::new(move |u: Until| Box::pin(app.run_until(u)) as RunFuture),
+                    ))
                 })
             }
             Svc::Gateway => {
                 let config = c.gateway.clone();
                 isolated(move || async move {
                     let app = gateway::App::build(config).await?;
-                    Ok::<Built, anyhow::Error>((app.http_addr()?, Box::new(move |u: Until| Box::pin(app.run_until(u)) as RunFuture)))
+                    Ok::<Built, anyhow::Error>((
+                        app.http_addr()?,
+                        Box::new(move |u: Until| Box::pin(app.run_until(u)) as RunFuture),
+                    ))
                 })
             }
         };
@@ -311,7 +330,11 @@ impl Suite {
     }
 
     fn take(&mut self, svc: Svc) -> InProcess {
-        let i = self.running.iter().position(|(s, _)| *s == svc).unwrap_or_else(|| panic!("{svc:?} is not running"));
+        let i = self
+            .running
+            .iter()
+            .position(|(s, _)| *s == svc)
+            .unwrap_or_else(|| panic!("{svc:?} is not running"));
         self.running.remove(i).1
     }
 
@@ -373,7 +396,11 @@ impl Suite {
         let email = format!("{tag}-{}@example.com", Uuid::now_v7().simple());
         let account = self
             .identity()
-            .register(ipb::RegisterRequest { email: email.clone(), password: PASSWORD.into(), display_name: tag.into() })
+            .register(ipb::RegisterRequest {
+                email: email.clone(),
+                password: PASSWORD.into(),
+                display_name: tag.into(),
+            })
             .await
             .expect("register")
             .into_inner()

@@ -69,7 +69,10 @@ async fn owner_rows(suite: &Suite, owner: Uuid) -> BTreeMap<String, i64> {
             (_, "identity.accounts") => "id",
             (true, _) => "owner_id",
             (false, _) => {
-                assert!(OWNERLESS.contains(&name.as_str()), "{name} has no owner_id column; is it owner data?");
+                assert!(
+                    OWNERLESS.contains(&name.as_str()),
+                    "{name} has no owner_id column; is it owner data?"
+                );
                 continue;
             }
         };
@@ -83,11 +86,7 @@ async fn owner_rows(suite: &Suite, owner: Uuid) -> BTreeMap<String, i64> {
         let pool = if readable { suite.pool_as(&system).await } else { superuser.clone() };
         // Names from information_schema, quoted.
         let sql = format!("SELECT count(*) FROM \"{schema}\".\"{table}\" WHERE \"{column}\" = $1");
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(owner)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(owner).fetch_one(&pool).await.unwrap();
         rows.insert(name, n);
     }
     rows
@@ -173,14 +172,21 @@ struct Populated {
 /// approval.
 async fn populate(suite: &Suite, user: &User) -> Populated {
     connect(suite, user, "slack", vpb::ConnectorKind::Slack, &suite.slack_url()).await;
-    connect(suite, user, "anthropic", vpb::ConnectorKind::Anthropic, "sk-ant-api03-e2e-test-key-0000000000").await;
+    connect(suite, user, "anthropic", vpb::ConnectorKind::Anthropic, "sk-ant-api03-e2e-test-key-0000000000")
+        .await;
     let approval = create_pilot(
         suite,
         user,
         cpb::PilotSpec {
             title: "Order alerts".into(),
             steps: vec![
-                step("ask", Kind::Approval(cpb::ApprovalStep { message: "Post it?".into(), expires_after_seconds: 0 })),
+                step(
+                    "ask",
+                    Kind::Approval(cpb::ApprovalStep {
+                        message: "Post it?".into(),
+                        expires_after_seconds: 0,
+                    }),
+                ),
                 step("notify", slack("New order {{ trigger.id }}")),
             ],
             ..Default::default()
@@ -230,7 +236,8 @@ async fn populate(suite: &Suite, user: &User) -> Populated {
 /// Slow runs (more than the executor runs at once, so some stay queued).
 async fn slow_runs(suite: &Suite, populated: &Populated) {
     for i in 0..4 {
-        let (status, _) = suite.hook(&populated.slow.id, &populated.slow.secret, serde_json::json!({"n": i})).await;
+        let (status, _) =
+            suite.hook(&populated.slow.id, &populated.slow.secret, serde_json::json!({"n": i})).await;
         assert_eq!(status, 202);
     }
 }
@@ -240,7 +247,11 @@ async fn deleting_an_account_removes_everything_everywhere_while_webhooks_keep_c
     let suite = Suite::start_with(|c| c.executor.runs.concurrency = 2).await;
     Mock::given(method("GET"))
         .and(path("/slow"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({})).set_delay(Duration::from_secs(20)))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({}))
+                .set_delay(Duration::from_secs(20)),
+        )
         .mount(&suite.slack)
         .await;
     let victim = suite.user("victim").await;
@@ -266,7 +277,9 @@ async fn deleting_an_account_removes_everything_everywhere_while_webhooks_keep_c
     })
     .await;
     let before = owner_rows(&suite, victim.owner).await;
-    for table in ["catalog.pilots", "catalog.schedules", "executor.runs", "executor.approvals", "vault.credentials"] {
+    for table in
+        ["catalog.pilots", "catalog.schedules", "executor.runs", "executor.approvals", "vault.credentials"]
+    {
         assert!(before[table] > 0, "the victim has rows in {table} before: {before:?}");
     }
     let bystander_before = owner_rows(&suite, bystander.owner).await;
@@ -277,7 +290,10 @@ async fn deleting_an_account_removes_everything_everywhere_while_webhooks_keep_c
     let sender = {
         let (sent, stop) = (sent.clone(), stop.clone());
         let base = suite.base.clone();
-        let targets = [(doomed.approval.id.clone(), doomed.approval.secret.clone()), (doomed.slow.id.clone(), doomed.slow.secret.clone())];
+        let targets = [
+            (doomed.approval.id.clone(), doomed.approval.secret.clone()),
+            (doomed.slow.id.clone(), doomed.slow.secret.clone()),
+        ];
         tokio::spawn(async move {
             let http = reqwest::Client::new();
             let mut i = 0u64;
@@ -315,7 +331,10 @@ async fn deleting_an_account_removes_everything_everywhere_while_webhooks_keep_c
     assert!(sent.iter().any(|(_, s)| *s == 202), "webhooks were accepted before the deletion");
     let after: Vec<_> = sent.iter().filter(|(at, _)| *at > finished).collect();
     assert!(!after.is_empty(), "webhooks kept coming after the deletion");
-    assert!(after.iter().all(|(_, s)| *s == 401), "no webhook is accepted once the account is gone: {after:?}");
+    assert!(
+        after.iter().all(|(_, s)| *s == 401),
+        "no webhook is accepted once the account is gone: {after:?}"
+    );
 
     // No message for the victim left in any stream (in-flight triggers accepted
     // just before the deletion are dropped by the executor's intake).
@@ -334,7 +353,8 @@ async fn deleting_an_account_removes_everything_everywhere_while_webhooks_keep_c
     // Sign-in fails like for an unknown address; the session is dead.
     let status = suite.login(&victim.email).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
-    let verify = suite.identity().verify_session(ipb::VerifySessionRequest { token: victim.token.clone() }).await;
+    let verify =
+        suite.identity().verify_session(ipb::VerifySessionRequest { token: victim.token.clone() }).await;
     assert_eq!(verify.unwrap_err().code(), tonic::Code::Unauthenticated);
 
     // The other account is untouched: the same rows (runs may only have grown),
@@ -350,12 +370,19 @@ async fn deleting_an_account_removes_everything_everywhere_while_webhooks_keep_c
     }
     let pending = suite
         .executor()
-        .list_approvals(bearer(&bystander.token, xpb::ListApprovalsRequest { page_size: 20, page_token: String::new() }))
+        .list_approvals(bearer(
+            &bystander.token,
+            xpb::ListApprovalsRequest { page_size: 20, page_token: String::new() },
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(pending.approvals.len(), 1);
-    suite.identity().verify_session(ipb::VerifySessionRequest { token: bystander.token.clone() }).await.unwrap();
+    suite
+        .identity()
+        .verify_session(ipb::VerifySessionRequest { token: bystander.token.clone() })
+        .await
+        .unwrap();
     let (status, _) = suite.hook(&kept.slow.id, &kept.slow.secret, serde_json::json!({"after": true})).await;
     assert_eq!(status, 202);
     let _ = kept.approval;
@@ -363,7 +390,8 @@ async fn deleting_an_account_removes_everything_everywhere_while_webhooks_keep_c
 
 #[tokio::test]
 async fn a_deletion_killed_after_the_catalog_step_completes_on_retry() {
-    let mut suite = Suite::start_with(|c| c.identity.deletion.retry_interval = Duration::from_secs(3600)).await;
+    let mut suite =
+        Suite::start_with(|c| c.identity.deletion.retry_interval = Duration::from_secs(3600)).await;
     let user = suite.user("killed").await;
     connect(&suite, &user, "slack", vpb::ConnectorKind::Slack, &suite.slack_url()).await;
     let pilot = create_pilot(
@@ -371,7 +399,10 @@ async fn a_deletion_killed_after_the_catalog_step_completes_on_retry() {
         &user,
         cpb::PilotSpec {
             title: "Echo".into(),
-            steps: vec![step("echo", Kind::Transform(cpb::TransformStep { template: "{{ trigger | tojson }}".into() }))],
+            steps: vec![step(
+                "echo",
+                Kind::Transform(cpb::TransformStep { template: "{{ trigger | tojson }}".into() }),
+            )],
             ..Default::default()
         },
     )
@@ -430,7 +461,11 @@ async fn disconnecting_a_credential_deletes_it_at_once_and_runs_needing_it_fail_
     let pilot = create_pilot(
         &suite,
         &user,
-        cpb::PilotSpec { title: "Notify".into(), steps: vec![step("notify", slack("hello"))], ..Default::default() },
+        cpb::PilotSpec {
+            title: "Notify".into(),
+            steps: vec![step("notify", slack("hello"))],
+            ..Default::default()
+        },
     )
     .await;
     assert_eq!(suite.hook(&pilot.id, &pilot.secret, serde_json::json!({})).await.0, 202);
@@ -460,11 +495,7 @@ async fn disconnecting_a_credential_deletes_it_at_once_and_runs_needing_it_fail_
     let failed = wait_for_run(&suite, &user, &pilot.id, RunStatus::Failed).await;
     let notify = failed.steps.iter().find(|s| s.step_key == "notify").unwrap();
     assert_eq!(notify.status, StepStatus::Failed as i32);
-    assert!(
-        notify.error.contains("\"slack\" is not connected"),
-        "a clear step error, got: {}",
-        notify.error
-    );
+    assert!(notify.error.contains("\"slack\" is not connected"), "a clear step error, got: {}", notify.error);
     assert_eq!(posted().await, 1, "nothing was posted without the credential");
     suite.logs.assert_absent(&[&slack_url]);
 }
@@ -486,7 +517,9 @@ async fn retention_run_cap_job_sweep_and_stream_max_age() {
 
     // Run cap (5 here, so the test stays quick; the mechanism is the same).
     let suite = Suite::start_with(|c| c.executor.runs.max_per_pilot = 5).await;
-    for stream in [suite.subjects.triggers_stream(), suite.subjects.events_stream(), suite.subjects.dlq_stream()] {
+    for stream in
+        [suite.subjects.triggers_stream(), suite.subjects.events_stream(), suite.subjects.dlq_stream()]
+    {
         let mut s = suite.js.get_stream(&stream).await.unwrap();
         assert_eq!(s.info().await.unwrap().config.max_age, Duration::from_secs(7 * 24 * 3600), "{stream}");
     }
@@ -538,8 +571,10 @@ async fn retention_run_cap_job_sweep_and_stream_max_age() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(jobs().await, 6, "nothing goes before 7 days");
     suite.clock.set_offset(time::Duration::days(7) + time::Duration::minutes(1));
-    eventually("finished jobs older than 7 days are swept", Duration::from_secs(10), || async { jobs().await == 0 })
-        .await;
+    eventually("finished jobs older than 7 days are swept", Duration::from_secs(10), || async {
+        jobs().await == 0
+    })
+    .await;
     assert_eq!(runs(&suite, &user, &pilot.id).await.len(), 5, "run history stays");
 }
 

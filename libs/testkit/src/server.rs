@@ -44,7 +44,9 @@ impl InProcess {
     {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         let (addr, run_until) = std::thread::scope(|s| {
-            s.spawn(|| runtime.block_on(build())).join().map_err(|_| anyhow::anyhow!("building the service panicked"))
+            s.spawn(|| runtime.block_on(build()))
+                .join()
+                .map_err(|_| anyhow::anyhow!("building the service panicked"))
         })??;
         let (stop, stopped) = oneshot::channel::<()>();
         let until: Until = Box::pin(async move {

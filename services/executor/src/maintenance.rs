@@ -13,13 +13,7 @@ use bizops_runtime::Stopped;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{
-    clients::Clients,
-    clock::Clock,
-    engine::Engine,
-    events::Events,
-    system::SystemStore,
-};
+use crate::{clients::Clients, clock::Clock, engine::Engine, events::Events, system::SystemStore};
 
 /// Runs `work` every `every` until `stopped`.
 async fn every<F, Fut>(every: Duration, stopped: Stopped, mut work: F)

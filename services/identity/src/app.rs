@@ -61,8 +61,8 @@ impl App {
         let throttle = Throttle::new(system.clone(), config.login_limits.clone(), keys.hash_key());
         let signer = match &config.service_auth.service_key {
             Some(key) => {
-                let key =
-                    SigningKey::parse(key).map_err(|e| anyhow::anyhow!("BIZOPS_SERVICE_AUTH__SERVICE_KEY: {e}"))?;
+                let key = SigningKey::parse(key)
+                    .map_err(|e| anyhow::anyhow!("BIZOPS_SERVICE_AUTH__SERVICE_KEY: {e}"))?;
                 anyhow::ensure!(
                     key.kid() == SERVICE_NAME,
                     "BIZOPS_SERVICE_AUTH__SERVICE_KEY: the key id must be `{SERVICE_NAME}`, not `{}`",
@@ -79,8 +79,14 @@ impl App {
             }
         };
         let notifier = Notifier::new(config.notifications.clone())?;
-        let deleter =
-            Deleter::new(&config.deletion, config.nats.clone(), system.clone(), throttle.clone(), signer, notifier.clone())?;
+        let deleter = Deleter::new(
+            &config.deletion,
+            config.nats.clone(),
+            system.clone(),
+            throttle.clone(),
+            signer,
+            notifier.clone(),
+        )?;
 
         let server = GrpcServer::bind(SERVICE_NAME, GRPC_SERVICE, config.grpc_addr, config.metrics_addr)
             .await?
@@ -139,7 +145,8 @@ impl App {
         let stop = Shutdown::new();
         let sweeper =
             tokio::spawn(sweep(self.throttle.clone(), self.system.clone(), self.idle, stop.stopped()));
-        let deletions = tokio::spawn(resume_deletions(self.deleter.clone(), self.deletion_retry, stop.stopped()));
+        let deletions =
+            tokio::spawn(resume_deletions(self.deleter.clone(), self.deletion_retry, stop.stopped()));
         let service = IdentityServiceServer::new(self.identity).max_decoding_message_size(MAX_REQUEST_BYTES);
         self.server
             .run(AuthLayer::new(self.auth), Routes::new(service), stop, vec![sweeper, deletions], shutdown)

@@ -172,7 +172,11 @@ pub struct ServiceAuthConfig {
 
 impl Default for ServiceAuthConfig {
     fn default() -> Self {
-        Self { trusted_callers: Vec::new(), trust_forwarded_source_from: vec!["gateway".into()], service_key: None }
+        Self {
+            trusted_callers: Vec::new(),
+            trust_forwarded_source_from: vec!["gateway".into()],
+            service_key: None,
+        }
     }
 }
 

@@ -15,7 +15,9 @@ use bizops_authn::{OwnerId, ServiceSigner, ServiceTokenInterceptor};
 use bizops_bus::{NatsConfig, Subjects};
 use bizops_proto::{
     catalog::v1::{DeleteOwnerDataRequest as CatalogDelete, catalog_service_client::CatalogServiceClient},
-    executor::v1::{DeleteOwnerDataRequest as ExecutorDelete, executor_service_client::ExecutorServiceClient},
+    executor::v1::{
+        DeleteOwnerDataRequest as ExecutorDelete, executor_service_client::ExecutorServiceClient,
+    },
     vault::v1::{DeleteOwnerDataRequest as VaultDelete, vault_service_client::VaultServiceClient},
 };
 use tonic::transport::Channel;
@@ -133,7 +135,8 @@ impl Deleter {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Ok(None) => {
-                    let step = self.system.deletion(owner).await.ok().flatten().map_or(step::STARTED, |d| d.0);
+                    let step =
+                        self.system.deletion(owner).await.ok().flatten().map_or(step::STARTED, |d| d.0);
                     return Err(Stopped { step, message: "another runner is still at this deletion".into() });
                 }
                 Err(e) => return Err(Stopped { step: step::STARTED, message: e.to_string() }),
@@ -193,7 +196,8 @@ impl Deleter {
         if *done < step::NATS {
             let js = self.jetstream().await?;
             for (stream, filter) in self.subjects.owner_filters(owner.as_uuid()) {
-                let stream = js.get_stream(&stream).await.map_err(|e| format!("NATS stream {stream}: {e}"))?;
+                let stream =
+                    js.get_stream(&stream).await.map_err(|e| format!("NATS stream {stream}: {e}"))?;
                 stream.purge().filter(filter).await.map_err(|e| format!("NATS purge: {e}"))?;
             }
             self.advance(owner, done, step::NATS).await?;

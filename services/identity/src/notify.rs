@@ -63,7 +63,8 @@ impl Notifier {
     pub async fn send(&self, notice: Notice, to: &str, idempotency_key: &str) {
         let Some(key) = &self.config.resend_api_key else {
             tracing::info!(notice = notice.label(), "notice skipped: no server Resend key configured");
-            metrics::counter!("identity_notices_total", "notice" => notice.label(), "result" => "skipped").increment(1);
+            metrics::counter!("identity_notices_total", "notice" => notice.label(), "result" => "skipped")
+                .increment(1);
             return;
         };
         let (subject, text) = notice.content();
@@ -78,7 +79,11 @@ impl Notifier {
         let outcome = match result {
             Ok(r) if r.status().is_success() => "sent",
             Ok(r) => {
-                tracing::warn!(notice = notice.label(), status = r.status().as_u16(), "notice not accepted by Resend");
+                tracing::warn!(
+                    notice = notice.label(),
+                    status = r.status().as_u16(),
+                    "notice not accepted by Resend"
+                );
                 "failed"
             }
             Err(e) => {
@@ -89,6 +94,7 @@ impl Notifier {
         if outcome == "sent" {
             tracing::info!(notice = notice.label(), "notice sent");
         }
-        metrics::counter!("identity_notices_total", "notice" => notice.label(), "result" => outcome).increment(1);
+        metrics::counter!("identity_notices_total", "notice" => notice.label(), "result" => outcome)
+            .increment(1);
     }
 }

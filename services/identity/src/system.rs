@@ -224,10 +224,13 @@ impl SystemStore {
 
     /// The step a deletion reached and the account's email, if one is in progress.
     pub async fn deletion(&self, owner: OwnerId) -> Result<Option<(i16, String)>, sqlx::Error> {
-        Ok(sqlx::query!("SELECT step, email FROM identity.account_deletions WHERE owner_id = $1", owner.as_uuid())
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| (r.step, r.email)))
+        Ok(sqlx::query!(
+            "SELECT step, email FROM identity.account_deletions WHERE owner_id = $1",
+            owner.as_uuid()
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| (r.step, r.email)))
     }
 
     /// Whether the account with this email is being deleted.
@@ -288,12 +291,18 @@ impl SystemStore {
     /// record itself, in one transaction.
     pub async fn finish_deletion(&self, owner: OwnerId, email_key: &[u8]) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query!("DELETE FROM identity.sessions WHERE owner_id = $1", owner.as_uuid()).execute(&mut *tx).await?;
+        sqlx::query!("DELETE FROM identity.sessions WHERE owner_id = $1", owner.as_uuid())
+            .execute(&mut *tx)
+            .await?;
         sqlx::query!("DELETE FROM identity.known_sources WHERE owner_id = $1", owner.as_uuid())
             .execute(&mut *tx)
             .await?;
-        sqlx::query!("DELETE FROM identity.accounts WHERE id = $1", owner.as_uuid()).execute(&mut *tx).await?;
-        sqlx::query!("DELETE FROM identity.login_failures WHERE email_key = $1", email_key).execute(&mut *tx).await?;
+        sqlx::query!("DELETE FROM identity.accounts WHERE id = $1", owner.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query!("DELETE FROM identity.login_failures WHERE email_key = $1", email_key)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query!("DELETE FROM identity.account_deletions WHERE owner_id = $1", owner.as_uuid())
             .execute(&mut *tx)
             .await?;

@@ -85,16 +85,20 @@ async fn finished_jobs_older_than_the_retention_are_swept() {
     // Make the "new" job finish a day later than "old" (as if triggered then),
     // then move the sweeper's clock: just short of 7 days after "old" finished
     // nothing goes; just past it, "old" goes and "new" (6 days old) stays.
-    sqlx::query("UPDATE executor.jobs SET finished_at = finished_at + interval '1 day' WHERE idempotency_key = 'new'")
-        .execute(&pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE executor.jobs SET finished_at = finished_at + interval '1 day' WHERE idempotency_key = 'new'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     let keys = || async {
-        sqlx::query_scalar::<_, String>("SELECT idempotency_key FROM executor.jobs WHERE pilot_id = $1 ORDER BY 1")
-            .bind(pilot)
-            .fetch_all(&pool)
-            .await
-            .unwrap()
+        sqlx::query_scalar::<_, String>(
+            "SELECT idempotency_key FROM executor.jobs WHERE pilot_id = $1 ORDER BY 1",
+        )
+        .bind(pilot)
+        .fetch_all(&pool)
+        .await
+        .unwrap()
     };
     clock.set_offset(time::Duration::days(7) - time::Duration::minutes(1));
     tokio::time::sleep(Duration::from_secs(1)).await; // > 3 sweep intervals

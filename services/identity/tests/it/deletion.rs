@@ -103,7 +103,9 @@ async fn deletion_calls_every_service_in_order_and_purges_the_owner_from_nats() 
 
     // A repeat with the old token: the session is gone and so is the deletion.
     assert_status(
-        id.client().delete_account(authed(&token, pb::DeleteAccountRequest { password: PASSWORD.into() })).await,
+        id.client()
+            .delete_account(authed(&token, pb::DeleteAccountRequest { password: PASSWORD.into() }))
+            .await,
         Code::Unauthenticated,
         "UNAUTHENTICATED",
     );
@@ -134,13 +136,20 @@ async fn a_failed_step_pauses_the_deletion_and_a_retry_finishes_it() {
     assert_status(id.verify(&token).await, Code::Unauthenticated, "UNAUTHENTICATED");
 
     // Sign-in is closed: the right password says so, a wrong one learns nothing.
-    let refused = assert_status(id.login(&email, PASSWORD).await, Code::PermissionDenied, "PERMISSION_DENIED");
+    let refused =
+        assert_status(id.login(&email, PASSWORD).await, Code::PermissionDenied, "PERMISSION_DENIED");
     assert!(refused.message().contains("being deleted"), "{}", refused.message());
-    assert_status(id.login(&email, "not the password at all").await, Code::Unauthenticated, "INVALID_CREDENTIALS");
+    assert_status(
+        id.login(&email, "not the password at all").await,
+        Code::Unauthenticated,
+        "INVALID_CREDENTIALS",
+    );
 
     // Still failing: the same answer, nothing repeated.
     assert_status(
-        id.client().delete_account(authed(&token, pb::DeleteAccountRequest { password: String::new() })).await,
+        id.client()
+            .delete_account(authed(&token, pb::DeleteAccountRequest { password: String::new() }))
+            .await,
         Code::Unavailable,
         "UNAVAILABLE",
     );
@@ -165,7 +174,9 @@ async fn the_background_loop_finishes_a_paused_deletion() {
     let token = id.token(&email).await;
     id.fakes().fail("vault", true);
     assert_status(
-        id.client().delete_account(authed(&token, pb::DeleteAccountRequest { password: PASSWORD.into() })).await,
+        id.client()
+            .delete_account(authed(&token, pb::DeleteAccountRequest { password: PASSWORD.into() }))
+            .await,
         Code::Unavailable,
         "UNAVAILABLE",
     );
@@ -194,7 +205,9 @@ async fn a_deletion_survives_a_restart_of_identity() {
     let fakes = id.fakes().clone();
     fakes.fail("catalog", true);
     assert_status(
-        id.client().delete_account(authed(&token, pb::DeleteAccountRequest { password: PASSWORD.into() })).await,
+        id.client()
+            .delete_account(authed(&token, pb::DeleteAccountRequest { password: PASSWORD.into() }))
+            .await,
         Code::Unavailable,
         "UNAVAILABLE",
     );
@@ -221,7 +234,9 @@ async fn without_a_service_key_a_deletion_stops_and_says_why() {
     let account = id.register(&email).await;
     let token = id.token(&email).await;
     assert_status(
-        id.client().delete_account(authed(&token, pb::DeleteAccountRequest { password: PASSWORD.into() })).await,
+        id.client()
+            .delete_account(authed(&token, pb::DeleteAccountRequest { password: PASSWORD.into() }))
+            .await,
         Code::Unavailable,
         "UNAVAILABLE",
     );
@@ -258,7 +273,10 @@ async fn notices_go_through_the_server_resend_key_and_are_skipped_without_one() 
         .client()
         .change_password(authed(
             &token,
-            pb::ChangePasswordRequest { current_password: PASSWORD.into(), new_password: NEW_PASSWORD.into() },
+            pb::ChangePasswordRequest {
+                current_password: PASSWORD.into(),
+                new_password: NEW_PASSWORD.into(),
+            },
         ))
         .await
         .unwrap()
@@ -299,7 +317,10 @@ async fn notices_go_through_the_server_resend_key_and_are_skipped_without_one() 
     id.client()
         .change_password(authed(
             &token,
-            pb::ChangePasswordRequest { current_password: PASSWORD.into(), new_password: NEW_PASSWORD.into() },
+            pb::ChangePasswordRequest {
+                current_password: PASSWORD.into(),
+                new_password: NEW_PASSWORD.into(),
+            },
         ))
         .await
         .unwrap();
