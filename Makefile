@@ -7,7 +7,7 @@ CARGO ?= cargo
 export SQLX_OFFLINE := true
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test lint fmt fmt-check clippy buf-lint build nextest nextest-installed doctest bench dev-services tools sqlx-prepare
+.PHONY: run test lint fmt fmt-check clippy buf-lint chart-lint build nextest nextest-installed doctest bench dev-services tools sqlx-prepare
 
 ## run: start Postgres + NATS, build, migrate and run every service locally (Ctrl-C stops)
 run:
@@ -16,8 +16,8 @@ run:
 ## test: services up, lint, then every test of the workspace (unit, integration, end to end)
 test: dev-services lint build nextest doctest
 
-## lint: rustfmt check, clippy with -D warnings, buf lint of the contracts
-lint: fmt-check clippy buf-lint
+## lint: rustfmt check, clippy with -D warnings, buf lint of the contracts, the Helm chart offline
+lint: fmt-check clippy buf-lint chart-lint
 
 fmt:
 	$(CARGO) fmt --all
@@ -30,6 +30,11 @@ clippy:
 
 buf-lint: tools
 	cd proto && ../node_modules/.bin/buf lint
+
+## chart-lint: offline helm lint, render (default + production values), Kubernetes schema
+## validation, k8s/bizops.yaml in sync (`scripts/chart-lint --update` rewrites it)
+chart-lint:
+	scripts/chart-lint
 
 build:
 	$(CARGO) build --workspace --bins
