@@ -102,9 +102,16 @@ async function narrow(page, label) {
   const size = page.viewportSize();
   await page.setViewportSize({ width: 375, height: 812 });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  const offenders = overflow > 0
+    ? await page.evaluate(() =>
+        [...document.querySelectorAll("body *")]
+          .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 0.5)
+          .slice(0, 8)
+          .map((e) => `${e.tagName.toLowerCase()}${e.id ? "#" + e.id : ""}${e.className ? "." + e.className : ""} right=${Math.round(e.getBoundingClientRect().right)}`))
+    : [];
   await page.screenshot({ path: join(SHOTS, `${label}-375.png`), fullPage: true });
   await page.setViewportSize(size);
-  check(overflow <= 0, `${label} scrolls horizontally at 375 px by ${overflow} px`);
+  check(overflow <= 0, `${label} scrolls horizontally at 375 px by ${overflow} px: ${offenders.join(", ")}`);
 }
 
 /** Every check a page gets: screenshot, axe, 375 px, no CSP violation. */
@@ -293,7 +300,7 @@ async function main() {
       await page.getByLabel("New password", { exact: true }).fill(newPassword);
       await page.getByLabel("New password again").fill(newPassword);
       await page.locator("#change-password").click();
-      await page.getByText("Password changed").waitFor();
+      await page.getByRole("status").filter({ hasText: "Password changed" }).waitFor();
       // Still signed in with the fresh session.
       await page.goto(`${BASE}/pilots`);
       check(page.url() === `${BASE}/pilots`, "signed out after the password change");

@@ -12,7 +12,7 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 fn assert_headers(r: &Resp, what: &str) {
     assert_eq!(r.header("content-security-policy"), Some(CSP), "{what}");
     assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{what}");
-    assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{what}");
+    assert_eq!(r.header("referrer-policy"), Some("same-origin"), "{what}");
     assert_eq!(r.header("x-frame-options"), Some("DENY"), "{what}");
 }
 
