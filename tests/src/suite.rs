@@ -11,7 +11,7 @@ use bizops_authn::{ServiceSigner, SigningKey};
 use bizops_bus::Subjects;
 use bizops_proto::{
     catalog::v1::catalog_service_client::CatalogServiceClient,
-    executor::v1::executor_service_client::ExecutorServiceClient,
+    executor::v1::{self as xpb, executor_service_client::ExecutorServiceClient},
     identity::v1::{self as ipb, identity_service_client::IdentityServiceClient},
     vault::v1::vault_service_client::VaultServiceClient,
 };
@@ -27,6 +27,8 @@ use wiremock::{
     Mock, MockServer, ResponseTemplate,
     matchers::{method, path, path_regex},
 };
+
+use crate::browser::Browser;
 
 /// A password every test account uses.
 pub const PASSWORD: &str = "correct horse battery staple 42";
@@ -442,6 +444,32 @@ impl Suite {
         let status = r.status().as_u16();
         let json = r.json().await.unwrap_or(serde_json::Value::Null);
         (status, json)
+    }
+
+    /// A browser at the gateway, signed out.
+    pub fn browser(&self) -> Browser {
+        Browser::new(&self.base)
+    }
+
+    /// A browser of a fresh account, registered and signed in through the
+    /// gateway's API (the CSRF token remembered).
+    pub async fn web_user(&self, tag: &str) -> Browser {
+        let mut b = self.browser();
+        b.sign_up_and_in(&format!("{tag}-{}@example.com", Uuid::now_v7().simple())).await;
+        b
+    }
+
+    /// The runs of `pilot` as the executor lists them for the session `token`.
+    pub async fn runs(&self, token: &str, pilot: &str) -> Vec<xpb::Run> {
+        self.executor()
+            .list_runs(bearer(
+                token,
+                xpb::ListRunsRequest { pilot_id: pilot.into(), page_size: 100, page_token: String::new() },
+            ))
+            .await
+            .expect("list runs")
+            .into_inner()
+            .runs
     }
 
     /// Messages stored for `owner` in each stream (name, count).

@@ -78,6 +78,8 @@ error_codes! {
         "A state-changing browser request came without a valid CSRF token or from another origin. Reload the page and try again.";
     NotFound => "NOT_FOUND", NotFound, 404,
         "The thing does not exist, or it belongs to someone else. Check the id.";
+    MethodNotAllowed => "METHOD_NOT_ALLOWED", Unimplemented, 405,
+        "The HTTP method is not supported at this address; the Allow header lists those that are. Use one of them.";
     AlreadyExists => "ALREADY_EXISTS", AlreadyExists, 409,
         "Something with this unique name or email exists already. Use another, or sign in.";
     StaleVersion => "STALE_VERSION", Aborted, 409,
@@ -380,6 +382,7 @@ mod tests {
             (ErrorCode::PermissionDenied, G::PermissionDenied, H::FORBIDDEN),
             (ErrorCode::CsrfRejected, G::PermissionDenied, H::FORBIDDEN),
             (ErrorCode::NotFound, G::NotFound, H::NOT_FOUND),
+            (ErrorCode::MethodNotAllowed, G::Unimplemented, H::METHOD_NOT_ALLOWED),
             (ErrorCode::AlreadyExists, G::AlreadyExists, H::CONFLICT),
             (ErrorCode::StaleVersion, G::Aborted, H::CONFLICT),
             (ErrorCode::FailedPrecondition, G::FailedPrecondition, H::CONFLICT),

@@ -7,7 +7,10 @@
 
 use axum::{
     Json,
-    extract::{FromRequest, FromRequestParts, Path, Query, Request, State},
+    extract::{
+        FromRequest, FromRequestParts, Request, State,
+        rejection::{PathRejection, QueryRejection},
+    },
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -79,6 +82,66 @@ fn json_rejection(rejection: &axum::extract::rejection::JsonRejection) -> Error 
         }
         _ => Error::invalid("body", "could not be read"),
     }
+}
+
+/// A path parameter whose rejections (not a number, not UTF-8) use the one error shape.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+/// A query string whose rejections use the one error shape.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError(path_rejection(&rejection))
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError(query_rejection(&rejection))
+    }
+}
+
+/// The error for a path parameter axum could not extract, naming the parameter.
+pub fn path_rejection(rejection: &PathRejection) -> Error {
+    use axum::extract::path::ErrorKind as K;
+    match rejection {
+        PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+            K::ParseErrorAtKey { key, expected_type, .. } => {
+                Error::invalid(key, format!("must be {}", type_name(expected_type)))
+            }
+            K::InvalidUtf8InPathParam { key } => Error::invalid(key, "is not valid UTF-8"),
+            K::DeserializeError { key, .. } => Error::invalid(key, "is not valid"),
+            K::ParseErrorAtIndex { expected_type, .. } | K::ParseError { expected_type, .. } => {
+                Error::invalid("path", format!("a parameter must be {}", type_name(expected_type)))
+            }
+            _ => Error::invalid("path", "is not valid"),
+        },
+        // A route whose handler wants a parameter the route does not have: a bug here.
+        other => Error::internal(std::io::Error::other(other.body_text())),
+    }
+}
+
+/// What a Rust type name means to an API client.
+fn type_name(rust: &str) -> &'static str {
+    match rust {
+        "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64" | "usize" | "isize" => "a whole number",
+        "bool" => "true or false",
+        _ => "a valid value",
+    }
+}
+
+/// The error for a query string axum could not deserialize.
+pub fn query_rejection(rejection: &QueryRejection) -> Error {
+    // serde_urlencoded names the field and what was expected, never the value.
+    let text = rejection.body_text();
+    let detail: String =
+        text.trim_start_matches("Failed to deserialize query string: ").chars().take(200).collect();
+    Error::invalid("query", detail)
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -201,6 +264,7 @@ pub fn check_login_limits(st: &Shared, ip: ClientIp, email: Option<&str>) -> Res
         (status = 409, description = "The email is taken", body = ErrorBody),
         (status = 429, description = "Too many attempts", body = ErrorBody),
     ))]
+#[tracing::instrument(name = "api.register", skip_all)]
 async fn register(
     State(st): State<Shared>,
     ip: ClientIp,
@@ -218,6 +282,7 @@ async fn register(
         (status = 401, description = "Wrong email or password", body = ErrorBody),
         (status = 429, description = "Too many attempts", body = ErrorBody),
     ))]
+#[tracing::instrument(name = "api.login", skip_all)]
 async fn login(
     State(st): State<Shared>,
     ip: ClientIp,
@@ -232,6 +297,7 @@ async fn login(
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
     responses((status = 204, description = "Signed out")),
     security(("session" = [], "csrf" = [])))]
+#[tracing::instrument(name = "api.logout", skip_all)]
 async fn logout(State(st): State<Shared>, slot: axum::Extension<SessionSlot>) -> ApiResult<Response> {
     if let Some(s) = &slot.0.0 {
         ops::logout(&st, s).await?;
@@ -246,6 +312,7 @@ async fn logout(State(st): State<Shared>, slot: axum::Extension<SessionSlot>) ->
         (status = 401, description = "Not signed in", body = ErrorBody),
     ),
     security(("session" = [])))]
+#[tracing::instrument(name = "api.session", skip_all)]
 async fn session(State(st): State<Shared>, Authed(s): Authed) -> ApiResult<Json<SessionInfo>> {
     let account = ops::account(&st, &s).await?;
     Ok(Json(SessionInfo {
@@ -265,6 +332,7 @@ async fn session(State(st): State<Shared>, Authed(s): Authed) -> ApiResult<Json<
         (status = 401, description = "Wrong current password or no session", body = ErrorBody),
     ),
     security(("session" = [], "csrf" = [])))]
+#[tracing::instrument(name = "api.change_password", skip_all)]
 async fn change_password(
     State(st): State<Shared>,
     Authed(s): Authed,
@@ -293,6 +361,7 @@ pub fn with_token(old: &CurrentSession, new: &ops::NewSession) -> CurrentSession
         (status = 401, description = "Wrong password or no session", body = ErrorBody),
     ),
     security(("session" = [], "csrf" = [])))]
+#[tracing::instrument(name = "api.delete_me", skip_all)]
 async fn delete_me(
     State(st): State<Shared>,
     Authed(s): Authed,
@@ -307,6 +376,7 @@ async fn delete_me(
 #[utoipa::path(get, path = "/api/v1/me/export", tag = "auth",
     responses((status = 200, description = "The export", body = AccountExport)),
     security(("session" = [])))]
+#[tracing::instrument(name = "api.export_me", skip_all)]
 async fn export_me(State(st): State<Shared>, Authed(s): Authed) -> ApiResult<Response> {
     let export = ops::export_account(&st, &s).await?;
     Ok(([(header::CONTENT_DISPOSITION, "attachment; filename=\"bizops-export.json\"")], Json(export))
@@ -319,10 +389,11 @@ async fn export_me(State(st): State<Shared>, Authed(s): Authed) -> ApiResult<Res
 #[utoipa::path(get, path = "/api/v1/pilots", tag = "pilots", params(PageQuery),
     responses((status = 200, description = "A page of Pilots", body = PilotList)),
     security(("session" = [])))]
+#[tracing::instrument(name = "api.list_pilots", skip_all)]
 async fn list_pilots(
     State(st): State<Shared>,
     Authed(s): Authed,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<PilotList>> {
     Ok(Json(ops::list_pilots(&st, &s, q.page_size, q.page_token).await?))
 }
@@ -334,6 +405,7 @@ async fn list_pilots(
         (status = 400, description = "The spec is not valid; the message names the field", body = ErrorBody),
     ),
     security(("session" = [], "csrf" = [])))]
+#[tracing::instrument(name = "api.create_pilot", skip_all)]
 async fn create_pilot(
     State(st): State<Shared>,
     Authed(s): Authed,
@@ -349,6 +421,7 @@ async fn create_pilot(
         (status = 400, description = "The document is not valid", body = ErrorBody),
     ),
     security(("session" = [], "csrf" = [])))]
+#[tracing::instrument(name = "api.import_pilot", skip_all)]
 async fn import_pilot(
     State(st): State<Shared>,
     Authed(s): Authed,
@@ -366,10 +439,11 @@ async fn import_pilot(
         (status = 404, description = "No such Pilot (or not yours)", body = ErrorBody),
     ),
     security(("session" = [])))]
+#[tracing::instrument(name = "api.get_pilot", skip_all, fields(pilot_id = %id))]
 async fn get_pilot(
     State(st): State<Shared>,
     Authed(s): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Pilot>> {
     Ok(Json(ops::get_pilot(&st, &s, &id).await?))
 }
@@ -384,10 +458,11 @@ async fn get_pilot(
         (status = 409, description = "Someone saved a newer version (STALE_VERSION)", body = ErrorBody),
     ),
     security(("session" = [], "csrf" = [])))]
+#[tracing::instrument(name = "api.update_pilot", skip_all, fields(pilot_id = %id))]
 async fn update_pilot(
     State(st): State<Shared>,
     Authed(s): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<UpdatePilotBody>,
 ) -> ApiResult<Json<Pilot>> {
     Ok(Json(ops::update_pilot(&st, &s, &id, body.expected_version, body.spec).await?))
@@ -401,10 +476,11 @@ async fn update_pilot(
         (status = 404, description = "No such Pilot", body = ErrorBody),
     ),
     security(("session" = [], "csrf" = [])))]
+#[tracing::instrument(name = "api.delete_pilot", skip_all, fields(pilot_id = %id))]
 async fn delete_pilot(
     State(st): State<Shared>,
     Authed(s): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     ops::delete_pilot(&st, &s, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -418,11 +494,12 @@ async fn delete_pilot(
         (status = 404, description = "No such Pilot", body = ErrorBody),
     ),
     security(("session" = [])))]
+#[tracing::instrument(name = "api.list_versions", skip_all, fields(pilot_id = %id))]
 async fn list_versions(
     State(st): State<Shared>,
     Authed(s): Authed,
-    Path(id): Path<String>,
-    Query(q): Query<PageQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<VersionList>> {
     Ok(Json(ops::list_versions(&st, &s, &id, q.page_size, q.page_token).await?))
 }
@@ -435,12 +512,21 @@ async fn list_versions(
         (status = 404, description = "No such Pilot or version", body = ErrorBody),
     ),
     security(("session" = [])))]
+#[tracing::instrument(name = "api.get_version", skip_all, fields(pilot_id = %p.pilot_id, version = p.version))]
 async fn get_version(
     State(st): State<Shared>,
     Authed(s): Authed,
-    Path((id, version)): Path<(String, i64)>,
+    ApiPath(p): ApiPath<VersionPath>,
 ) -> ApiResult<Json<PilotVersion>> {
-    Ok(Json(ops::get_version(&st, &s, &id, version).await?))
+    Ok(Json(ops::get_version(&st, &s, &p.pilot_id, p.version).await?))
+}
+
+/// The parameters of `/pilots/{pilot_id}/versions/{version}`, by name (so a
+/// malformed one is named in the error).
+#[derive(serde::Deserialize)]
+struct VersionPath {
+    pilot_id: String,
+    version: i64,
 }
 
 /// Enable a Pilot (it accepts triggers).
@@ -448,10 +534,11 @@ async fn get_version(
     params(("pilot_id" = String, Path, description = "Pilot id")),
     responses((status = 200, description = "The Pilot", body = Pilot), (status = 404, description = "No such Pilot", body = ErrorBody)),
     security(("session" = [], "csrf" = [])))]
+#[tracing::instrument(name = "api.enable_pilot", skip_all, fields(pilot_id = %id))]
 async fn enable_pilot(
     State(st): State<Shared>,
     Authed(s): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Pilot>> {
     Ok(Json(ops::set_enabled(&st, &s, &id, true).await?))
 }
@@ -461,10 +548,11 @@ async fn enable_pilot(
     params(("pilot_id" = String, Path, description = "Pilot id")),
     responses((status = 200, description = "The Pilot", body = Pilot), (status = 404, description = "No such Pilot", body = ErrorBody)),
     security(("session" = [], "csrf" = [])))]
+#[tracing::instrument(name = "api.disable_pilot", skip_all, fields(pilot_id = %id))]
 async fn disable_pilot(
     State(st): State<Shared>,
     Authed(s): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Pilot>> {
     Ok(Json(ops::set_enabled(&st, &s, &id, false).await?))
 }
@@ -474,10 +562,11 @@ async fn disable_pilot(
     params(("pilot_id" = String, Path, description = "Pilot id")),
     responses((status = 200, description = "The schedules", body = ScheduleList), (status = 404, description = "No such Pilot", body = ErrorBody)),
     security(("session" = [])))]
+#[tracing::instrument(name = "api.get_schedules", skip_all, fields(pilot_id = %id))]
 async fn get_schedules(
     State(st): State<Shared>,
     Authed(s): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<ScheduleList>> {
     let pilot = ops::get_pilot(&st, &s, &id).await?;
     Ok(Json(ScheduleList { version: pilot.version, schedules: pilot.spec.schedules }))
@@ -492,10 +581,11 @@ async fn get_schedules(
         (status = 409, description = "Someone saved a newer version", body = ErrorBody),
     ),
     security(("session" = [], "csrf" = [])))]
+#[tracing::instrument(name = "api.put_schedules", skip_all, fields(pilot_id = %id))]
 async fn put_schedules(
     State(st): State<Shared>,
     Authed(s): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<PutSchedulesBody>,
 ) -> ApiResult<Json<Pilot>> {
     let pilot = ops::get_pilot(&st, &s, &id).await?;
@@ -517,10 +607,11 @@ async fn put_schedules(
         (status = 404, description = "No such Pilot", body = ErrorBody),
     ),
     security(("session" = [])))]
+#[tracing::instrument(name = "api.export_pilot", skip_all, fields(pilot_id = %id))]
 async fn export_pilot(
     State(st): State<Shared>,
     Authed(s): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
     let document = ops::export_pilot(&st, &s, &id).await?;
     let disposition = format!("attachment; filename=\"pilot-{}.json\"", ops::parse_id("pilot_id", &id)?);
@@ -532,10 +623,11 @@ async fn export_pilot(
     params(("pilot_id" = String, Path, description = "Pilot id")),
     responses((status = 200, description = "The new secret", body = RotatedSecret), (status = 404, description = "No such Pilot", body = ErrorBody)),
     security(("session" = [], "csrf" = [])))]
+#[tracing::instrument(name = "api.rotate_secret", skip_all, fields(pilot_id = %id))]
 async fn rotate_secret(
     State(st): State<Shared>,
     Authed(s): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<RotatedSecret>> {
     Ok(Json(ops::rotate_secret(&st, &s, &id).await?))
 }
@@ -545,11 +637,12 @@ async fn rotate_secret(
     params(("pilot_id" = String, Path, description = "Pilot id"), PageQuery),
     responses((status = 200, description = "A page of runs", body = RunList), (status = 404, description = "No such Pilot", body = ErrorBody)),
     security(("session" = [])))]
+#[tracing::instrument(name = "api.list_runs", skip_all, fields(pilot_id = %id))]
 async fn list_runs(
     State(st): State<Shared>,
     Authed(s): Authed,
-    Path(id): Path<String>,
-    Query(q): Query<PageQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<RunList>> {
     Ok(Json(ops::list_runs(&st, &s, &id, q.page_size, q.page_token).await?))
 }
@@ -563,10 +656,11 @@ async fn list_runs(
         (status = 409, description = "The Pilot is disabled", body = ErrorBody),
     ),
     security(("session" = [], "csrf" = [])))]
+#[tracing::instrument(name = "api.run_now", skip_all, fields(pilot_id = %id))]
 async fn run_now(
     State(st): State<Shared>,
     Authed(s): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<RunNowBody>,
 ) -> ApiResult<(StatusCode, Json<TriggerAccepted>)> {
     Ok((StatusCode::ACCEPTED, Json(ops::run_now(&st, &s, &id, body.payload, body.idempotency_key).await?)))
@@ -579,10 +673,11 @@ async fn run_now(
     params(("run_id" = String, Path, description = "Run id")),
     responses((status = 200, description = "The run", body = Run), (status = 404, description = "No such run", body = ErrorBody)),
     security(("session" = [])))]
+#[tracing::instrument(name = "api.get_run", skip_all, fields(run_id = %id))]
 async fn get_run(
     State(st): State<Shared>,
     Authed(s): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Run>> {
     Ok(Json(ops::get_run(&st, &s, &id).await?))
 }
@@ -596,10 +691,11 @@ async fn get_run(
         (status = 409, description = "The run has finished", body = ErrorBody),
     ),
     security(("session" = [], "csrf" = [])))]
+#[tracing::instrument(name = "api.cancel_run", skip_all, fields(run_id = %id))]
 async fn cancel_run(
     State(st): State<Shared>,
     Authed(s): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Run>> {
     Ok(Json(ops::cancel_run(&st, &s, &id).await?))
 }
@@ -609,10 +705,11 @@ async fn cancel_run(
     params(("run_id" = String, Path, description = "Run id")),
     responses((status = 202, description = "Accepted", body = TriggerAccepted), (status = 404, description = "No such run", body = ErrorBody)),
     security(("session" = [], "csrf" = [])))]
+#[tracing::instrument(name = "api.replay_run", skip_all, fields(run_id = %id))]
 async fn replay_run(
     State(st): State<Shared>,
     Authed(s): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ReplayBody>,
 ) -> ApiResult<(StatusCode, Json<TriggerAccepted>)> {
     Ok((StatusCode::ACCEPTED, Json(ops::replay_run(&st, &s, &id, body.from_failed_step).await?)))
@@ -624,10 +721,11 @@ async fn replay_run(
 #[utoipa::path(get, path = "/api/v1/approvals", tag = "approvals", params(PageQuery),
     responses((status = 200, description = "A page of approvals", body = ApprovalList)),
     security(("session" = [])))]
+#[tracing::instrument(name = "api.list_approvals", skip_all)]
 async fn list_approvals(
     State(st): State<Shared>,
     Authed(s): Authed,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<ApprovalList>> {
     Ok(Json(ops::list_approvals(&st, &s, q.page_size, q.page_token).await?))
 }
@@ -641,10 +739,11 @@ async fn list_approvals(
         (status = 409, description = "Already decided or expired", body = ErrorBody),
     ),
     security(("session" = [], "csrf" = [])))]
+#[tracing::instrument(name = "api.decide_approval", skip_all, fields(approval_id = %id))]
 async fn decide_approval(
     State(st): State<Shared>,
     Authed(s): Authed,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<DecisionBody>,
 ) -> ApiResult<Json<Approval>> {
     Ok(Json(ops::decide(&st, &s, &id, body.decision, &body.comment).await?))
@@ -656,6 +755,7 @@ async fn decide_approval(
 #[utoipa::path(get, path = "/api/v1/connectors", tag = "connectors",
     responses((status = 200, description = "The connectors", body = ConnectorList)),
     security(("session" = [])))]
+#[tracing::instrument(name = "api.list_connectors", skip_all)]
 async fn list_connectors(State(st): State<Shared>, Authed(s): Authed) -> ApiResult<Json<ConnectorList>> {
     Ok(Json(ops::list_connectors(&st, &s).await?))
 }
@@ -668,10 +768,11 @@ async fn list_connectors(State(st): State<Shared>, Authed(s): Authed) -> ApiResu
         (status = 400, description = "The value is not valid for the kind", body = ErrorBody),
     ),
     security(("session" = [], "csrf" = [])))]
+#[tracing::instrument(name = "api.put_connector", skip_all, fields(connector = %name))]
 async fn put_connector(
     State(st): State<Shared>,
     Authed(s): Authed,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<PutConnectorBody>,
 ) -> ApiResult<Json<Connector>> {
     Ok(Json(ops::put_connector(&st, &s, &name, body.kind, &body.value).await?))
@@ -682,10 +783,11 @@ async fn put_connector(
     params(("name" = String, Path, description = "Connector name")),
     responses((status = 204, description = "Deleted"), (status = 404, description = "No such connector", body = ErrorBody)),
     security(("session" = [], "csrf" = [])))]
+#[tracing::instrument(name = "api.delete_connector", skip_all, fields(connector = %name))]
 async fn delete_connector(
     State(st): State<Shared>,
     Authed(s): Authed,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     ops::delete_connector(&st, &s, &name).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -696,10 +798,11 @@ async fn delete_connector(
     params(("name" = String, Path, description = "Connector name")),
     responses((status = 200, description = "The result", body = ConnectorTest), (status = 404, description = "No such connector", body = ErrorBody)),
     security(("session" = [], "csrf" = [])))]
+#[tracing::instrument(name = "api.test_connector", skip_all, fields(connector = %name))]
 async fn test_connector(
     State(st): State<Shared>,
     Authed(s): Authed,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<ConnectorTest>> {
     Ok(Json(ops::test_connector(&st, &s, &name).await?))
 }

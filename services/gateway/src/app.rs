@@ -78,6 +78,7 @@ impl App {
             config.auth.service_key.as_ref().context("BIZOPS_AUTH__SERVICE_KEY is required")?,
         )?;
         let csrf = Csrf::new(csrf_key(&config, &service_key)?, origin.clone());
+        let hsts = config.hsts.unwrap_or_else(|| origin.starts_with("https://"));
         if config.insecure_dev_cookies {
             tracing::warn!(
                 "insecure_dev_cookies: the session cookie is not Secure; never use this in production"
@@ -120,7 +121,7 @@ impl App {
             csrf,
             limits: RateLimits::new(&config.rate_limits),
             origin,
-            hsts: config.hsts,
+            hsts,
             webhook_body_bytes: config.limits.webhook_body_bytes,
             api_body_bytes: config.limits.api_body_bytes,
             client_ip_header,

@@ -169,8 +169,24 @@ impl Backends {
         &self,
         rpc: &'static str,
         timeout: Duration,
-        mut attempt: F,
+        attempt: F,
     ) -> Result<T, Error>
+    where
+        F: FnMut() -> Result<Fut, Error>,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.call_raw(rpc, timeout, attempt).await.map_err(|f| f.into_error(rpc))
+    }
+
+    /// [`Backends::call_with_timeout`], but a failure is handed back as it
+    /// happened, so a caller can tell the callee's stable error codes from
+    /// anything else (webhook ingest).
+    pub async fn call_raw<T, F, Fut>(
+        &self,
+        rpc: &'static str,
+        timeout: Duration,
+        mut attempt: F,
+    ) -> Result<T, Failure>
     where
         F: FnMut() -> Result<Fut, Error>,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
@@ -178,7 +194,7 @@ impl Backends {
         let mut tries = 0u32;
         loop {
             let started = std::time::Instant::now();
-            let outcome = tokio::time::timeout(timeout, attempt()?).await;
+            let outcome = tokio::time::timeout(timeout, attempt().map_err(Failure::Request)?).await;
             let code = match &outcome {
                 Ok(Ok(_)) => "Ok".to_owned(),
                 Ok(Err(s)) => format!("{:?}", s.code()),
@@ -194,14 +210,47 @@ impl Backends {
                     tracing::debug!(rpc, attempt = tries, "backend unavailable, retrying");
                     tokio::time::sleep(Duration::from_millis(50 * 2u64.pow(tries))).await;
                 }
-                Ok(Err(status)) => return Err(from_backend(rpc, &status)),
-                Err(_) => {
-                    return Err(Error::new(
-                        ErrorCode::DeadlineExceeded,
-                        "a service this request needs did not answer in time",
-                    )
-                    .with_source(std::io::Error::other(format!("{rpc}: timed out after {timeout:?}"))));
-                }
+                Ok(Err(status)) => return Err(Failure::Status(status)),
+                Err(_) => return Err(Failure::Timeout(timeout)),
+            }
+        }
+    }
+}
+
+/// How a backend call failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// The request could not be built (e.g. a token that is no metadata value).
+    Request(Error),
+    /// The backend (or something between) answered with this status.
+    Status(tonic::Status),
+    /// No answer within the per-attempt timeout.
+    Timeout(Duration),
+}
+
+impl Failure {
+    /// The stable code a BizOps service attached (`x-bizops-error-code`), if any:
+    /// only these are decisions of the callee; a status without it may come from
+    /// a proxy, a transport failure or a misconfiguration.
+    pub fn stable_code(&self) -> Option<ErrorCode> {
+        match self {
+            Failure::Status(status) => status
+                .metadata()
+                .get(bizops_errors::CODE_METADATA_KEY)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
+            Failure::Request(_) | Failure::Timeout(_) => None,
+        }
+    }
+
+    /// The error the client sees.
+    pub fn into_error(self, rpc: &'static str) -> Error {
+        match self {
+            Failure::Request(e) => e,
+            Failure::Status(status) => from_backend(rpc, &status),
+            Failure::Timeout(timeout) => {
+                Error::new(ErrorCode::DeadlineExceeded, "a service this request needs did not answer in time")
+                    .with_source(std::io::Error::other(format!("{rpc}: timed out after {timeout:?}")))
             }
         }
     }

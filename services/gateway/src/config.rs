@@ -47,8 +47,10 @@ pub struct GatewayConfig {
     /// Key of the CSRF synchronizer tokens: base64 of 32 bytes. Required unless
     /// `insecure_dev_cookies`, where one is derived from the service key.
     pub csrf_key: Option<SecretString>,
-    /// Send `Strict-Transport-Security` (when served over TLS).
-    pub hsts: bool,
+    /// Send `Strict-Transport-Security`. Unset: on exactly when `public_origin`
+    /// is `https://…` (the browser only honours it over TLS anyway); `true` or
+    /// `false` overrides that.
+    pub hsts: Option<bool>,
     /// Behind a reverse proxy: the header holding the client address (e.g.
     /// `x-forwarded-for`; its last entry is used). Unset: the TCP peer address.
     pub client_ip_header: Option<String>,
@@ -84,7 +86,7 @@ impl Default for GatewayConfig {
             public_origin: "http://127.0.0.1:8080".into(),
             insecure_dev_cookies: false,
             csrf_key: None,
-            hsts: false,
+            hsts: None,
             client_ip_header: None,
             limits: LimitsConfig::default(),
             rate_limits: RateLimitsConfig::default(),
@@ -172,6 +174,10 @@ pub struct RateLimitsConfig {
     pub webhook_per_pilot: Rate,
     /// Webhook requests per client address (IPv6 per /64).
     pub webhook_per_source: Rate,
+    /// Session cookies identity refuses, per client address (IPv6 per /64); once
+    /// a source has had more than this, further unknown cookies from there get
+    /// 429 without asking identity (cached answers still work).
+    pub invalid_session_per_source: Rate,
 }
 
 impl Default for RateLimitsConfig {
@@ -182,6 +188,7 @@ impl Default for RateLimitsConfig {
             api_per_session: Rate::new(1200, 120),
             webhook_per_pilot: Rate::new(600, 100),
             webhook_per_source: Rate::new(1200, 200),
+            invalid_session_per_source: Rate::new(60, 30),
         }
     }
 }

@@ -1,16 +1,18 @@
 //! Webhook ingest: `POST /hooks/{pilot_id}`.
 //!
-//! Size and rate limits first, then the catalog's VerifyWebhook (Standard
-//! Webhooks signature or `X-Pilot-Secret`), then a `bizops.events.v1.Trigger` is
-//! published to `<P>.triggers.<owner>.<pilot>` with `Nats-Msg-Id` =
+//! Size and the per-source rate limit first, then the catalog's VerifyWebhook
+//! (Standard Webhooks signature or `X-Pilot-Secret`), then the per-Pilot rate
+//! limit (charged only for verified requests), then a `bizops.events.v1.Trigger`
+//! is published to `<P>.triggers.<owner>.<pilot>` with `Nats-Msg-Id` =
 //! `<pilot_id>:<key>`, and `202 {"trigger_id"}` is answered only once JetStream
-//! has acknowledged it. Unknown Pilot, bad signature and disabled Pilot get the
-//! same 401. The body is never logged; no cookie is ever read here.
+//! has acknowledged it. Unknown Pilot, bad signature and disabled Pilot (the
+//! catalog's stable codes) get the same 401; any other failure of the catalog is
+//! a 503 with `Retry-After`. The body is never logged; no cookie is ever read here.
 
 use axum::{
     Json,
     body::Body,
-    extract::{Path, State},
+    extract::{Path, State, rejection::PathRejection},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -113,7 +115,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
 async fn ingest(
     State(st): State<Shared>,
     ip: ClientIp,
-    Path(pilot_id): Path<String>,
+    pilot_id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -133,12 +135,10 @@ async fn ingest(
         outcome("rate_limited");
         return Err(ApiError(rate_limited(wait)));
     }
-    let Ok(pilot) = pilot_id.parse::<Uuid>() else { return Err(rejected("unknown_pilot")) };
+    let Some(pilot) = pilot_id.ok().and_then(|Path(id)| id.parse::<Uuid>().ok()) else {
+        return Err(rejected("unknown_pilot"));
+    };
     tracing::Span::current().record("pilot_id", tracing::field::display(pilot));
-    if let Err(wait) = st.limits.webhook_per_pilot.check(&pilot) {
-        outcome("rate_limited");
-        return Err(ApiError(rate_limited(wait)));
-    }
     let body: Bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(b)) => b,
         Ok(Err(_)) => return Err(too_large()),
@@ -150,6 +150,13 @@ async fn ingest(
     let key = idempotency_key(&headers)?;
 
     let verified = verify(&st, pilot, &headers, &body).await?;
+    // The Pilot's budget is charged only for verified requests, so unsigned
+    // floods (held back by the per-source limit above) cannot use up the real
+    // sender's allowance.
+    if let Err(wait) = st.limits.webhook_per_pilot.check(&pilot) {
+        outcome("rate_limited");
+        return Err(ApiError(rate_limited(wait)));
+    }
     let Ok(owner) = verified.owner_id.parse::<Uuid>() else {
         return Err(unavailable(std::io::Error::other("VerifyWebhook answered a malformed owner id")));
     };
@@ -209,26 +216,32 @@ async fn verify(
         body: body.to_vec(),
     };
     let result = b
-        .call("verify_webhook", || {
+        .call_raw("verify_webhook", b.timeout(), || {
             let request = b.as_gateway_to_catalog(request.clone())?;
             let mut client = b.catalog();
             Ok(async move { client.verify_webhook(request).await })
         })
         .await;
-    match result {
-        Ok(v) => Ok(v),
-        Err(e) => match e.code() {
-            ErrorCode::WebhookRejected | ErrorCode::Unauthenticated | ErrorCode::NotFound => {
-                Err(rejected("signature_or_unknown"))
-            }
-            ErrorCode::PilotDisabled | ErrorCode::FailedPrecondition => Err(rejected("disabled")),
-            code => {
-                // A misconfiguration (e.g. the catalog does not trust this gateway) or an
-                // outage: the sender should retry; operators see the log.
-                tracing::error!(error.code = %code, "VerifyWebhook failed");
-                Err(unavailable(e))
-            }
-        },
+    let failure = match result {
+        Ok(v) => return Ok(v),
+        Err(failure) => failure,
+    };
+    // Only the catalog's own, stable answers about this webhook are the public
+    // 401. Anything else — the catalog refusing the gateway itself (a trust
+    // misconfiguration), an outage, a proxy's status — must not look like a bad
+    // signature to the sender: it is a 503 to retry, and an error for operators.
+    match failure.stable_code() {
+        Some(ErrorCode::WebhookRejected | ErrorCode::NotFound) => Err(rejected("signature_or_unknown")),
+        Some(ErrorCode::PilotDisabled) => Err(rejected("disabled")),
+        code => {
+            let error = failure.into_error("verify_webhook");
+            tracing::error!(
+                error.code = %error.code(),
+                stable_code = code.map(ErrorCode::as_str),
+                "VerifyWebhook failed; answering 503 (check the catalog's trusted callers if this persists)"
+            );
+            Err(unavailable(error))
+        }
     }
 }
 

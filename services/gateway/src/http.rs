@@ -6,12 +6,12 @@
 //! the handler. Webhooks, `/static`, health and the OpenAPI document never look
 //! at the session cookie.
 
-use std::{sync::Arc, time::Instant};
+use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use axum::{
-    Json, Router,
+    Router,
     body::Body,
-    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State},
     http::{HeaderValue, Method, StatusCode, header},
     middleware::{Next, from_fn, from_fn_with_state},
     response::{IntoResponse, Response},
@@ -22,7 +22,8 @@ use bizops_errors::{Error, ErrorCode};
 use crate::{
     csrf,
     error::{ApiError, csrf_rejected, rate_limited},
-    state::{SessionSlot, Shared},
+    ratelimit::source_key,
+    state::{ClientIp, SessionSlot, Shared},
     web,
 };
 
@@ -55,14 +56,36 @@ async fn session_layer(State(st): State<Shared>, mut req: Request, next: Next) -
     let mut clear = false;
     let session = match st.cookies.read(req.headers()) {
         None => None,
-        Some(token) => match st.sessions.verify(token).await {
-            Ok(Some(s)) => Some(s),
-            Ok(None) => {
-                clear = true;
-                None
+        Some(token) => {
+            let answer = match st.sessions.cached(&token) {
+                Some(answer) => Ok(answer),
+                None => {
+                    // A cookie identity has not vouched for lately: a source that
+                    // keeps sending refused cookies is held back before identity is asked.
+                    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+                    let source =
+                        ClientIp::of(req.headers(), peer, st.client_ip_header.as_ref()).0.map(source_key);
+                    if let Some(wait) = source.and_then(|s| st.limits.invalid_session_per_source.blocked(&s))
+                    {
+                        metrics::counter!("gateway_invalid_session_throttled_total").increment(1);
+                        return error_for(&st, &path, None, rate_limited(wait));
+                    }
+                    let answer = st.sessions.ask(token).await;
+                    if let (Ok(None), Some(source)) = (&answer, source) {
+                        st.limits.invalid_session_per_source.charge(&source);
+                    }
+                    answer
+                }
+            };
+            match answer {
+                Ok(Some(s)) => Some(s),
+                Ok(None) => {
+                    clear = true;
+                    None
+                }
+                Err(e) => return error_for(&st, &path, None, e),
             }
-            Err(e) => return error_for(&st, &path, None, e),
-        },
+        }
     };
     if let Some(s) = &session
         && let Err(wait) = st.limits.api_per_session.check(&s.session_id)
@@ -239,11 +262,11 @@ async fn fallback(State(st): State<Shared>, req: Request) -> Response {
     error_for(&st, req.uri().path(), session, Error::not_found("page"))
 }
 
-async fn method_not_allowed(req: Request) -> Response {
+async fn method_not_allowed(State(st): State<Shared>, req: Request) -> Response {
     let error =
-        Error::new(ErrorCode::InvalidArgument, format!("method {} is not allowed here", req.method()));
-    let (_, body) = error.to_http();
-    (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
+        Error::new(ErrorCode::MethodNotAllowed, format!("method {} is not allowed here", req.method()));
+    let session = req.extensions().get::<SessionSlot>().and_then(|s| s.0.clone());
+    error_for(&st, req.uri().path(), session.as_ref(), error)
 }
 
 /// The whole application and its OpenAPI document.

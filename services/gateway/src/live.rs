@@ -14,7 +14,7 @@
 use std::{convert::Infallible, time::Duration};
 
 use axum::{
-    extract::{Path, State},
+    extract::State,
     response::sse::{Event, KeepAlive, Sse},
 };
 use bizops_proto::events::v1 as events;
@@ -23,7 +23,7 @@ use prost::Message as _;
 use tokio::sync::mpsc;
 
 use crate::{
-    api::Authed,
+    api::{ApiPath, Authed},
     error::ApiError,
     model::{self, ErrorBody, run_status_is_final},
     ops,
@@ -42,10 +42,11 @@ const SESSION_RECHECK: Duration = Duration::from_secs(5);
         (status = 404, description = "No such run", body = ErrorBody),
     ),
     security(("session" = [])))]
+#[tracing::instrument(name = "api.run_events", skip_all, fields(run_id = %run_id))]
 pub async fn run_events(
     State(st): State<Shared>,
     Authed(session): Authed,
-    Path(run_id): Path<String>,
+    ApiPath(run_id): ApiPath<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let run_id = ops::parse_id("run_id", &run_id)?;
     let subject = st.subjects.run_events(session.owner_id, run_id);

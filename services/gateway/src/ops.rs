@@ -439,7 +439,9 @@ pub async fn run_now(
     let id = parse_id("pilot_id", id)?.to_string();
     let payload_json =
         serde_json::to_string(&payload.unwrap_or_else(|| serde_json::json!({}))).map_err(Error::internal)?;
-    let key = idempotency_key.unwrap_or_default();
+    // Without a key from the client, one per request: a retried StartRun (the
+    // gateway retries UNAVAILABLE) then cannot start a second run.
+    let key = idempotency_key.filter(|k| !k.is_empty()).unwrap_or_else(|| Uuid::now_v7().to_string());
     if key.len() > 200 {
         return Err(Error::invalid("idempotency_key", "must be at most 200 characters"));
     }
@@ -469,18 +471,24 @@ pub async fn list_runs(
 ) -> Result<model::RunList, Error> {
     let id = parse_id("pilot_id", pilot_id)?.to_string();
     let b = &st.backends;
-    let r = rpc!(
-        st.backends,
-        executor.list_runs,
-        b.user(
-            &s.token,
-            executor::ListRunsRequest {
-                pilot_id: id.clone(),
-                page_size: page(page_size),
-                page_token: page_token.clone().unwrap_or_default(),
-            },
+    // The executor lists whatever runs the caller owns for that id, so another
+    // owner's (or no) Pilot would be an empty page; the catalog decides: 404.
+    let (pilot, runs) = tokio::join!(get_pilot(st, s, &id), async {
+        rpc!(
+            st.backends,
+            executor.list_runs,
+            b.user(
+                &s.token,
+                executor::ListRunsRequest {
+                    pilot_id: id.clone(),
+                    page_size: page(page_size),
+                    page_token: page_token.clone().unwrap_or_default(),
+                },
+            )
         )
-    )?;
+    });
+    pilot?;
+    let r = runs?;
     Ok(model::RunList {
         runs: r.runs.into_iter().map(Into::into).collect(),
         next_page_token: r.next_page_token,

@@ -1,12 +1,15 @@
 //! Rate limits (governor, in memory per replica): sign-in per client address and
-//! per email, API per session, webhooks per Pilot and per client address. A
-//! refused request gets 429 with `Retry-After`.
+//! per email, API per session, webhooks per Pilot and per client address, and
+//! invalid session cookies per client address. A refused request gets 429 with
+//! `Retry-After`.
 
 use std::{
+    collections::HashMap,
     hash::Hash,
     net::{IpAddr, Ipv6Addr},
     num::NonZeroU32,
-    time::Duration,
+    sync::Mutex,
+    time::{Duration, Instant},
 };
 
 use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock as _};
@@ -47,6 +50,47 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
     }
 }
 
+/// A budget of failures per key: each failure takes one; once it is used up the
+/// key is refused (before any work is done for it) until the budget would allow
+/// one again. Unlike [`Limiter`], successes cost nothing.
+pub struct FailureBudget<K: Hash + Eq + Clone> {
+    limiter: Limiter<K>,
+    blocked: Mutex<HashMap<K, Instant>>,
+}
+
+impl<K: Hash + Eq + Clone> FailureBudget<K> {
+    /// A budget of `rate` failures (off when `per_minute` is 0).
+    pub fn new(rate: Rate) -> Self {
+        Self { limiter: Limiter::new(rate), blocked: Mutex::default() }
+    }
+
+    /// `Some(wait)` while `key` has used up its budget.
+    pub fn blocked(&self, key: &K) -> Option<Duration> {
+        let now = Instant::now();
+        self.lock().get(key).filter(|until| **until > now).map(|until| *until - now)
+    }
+
+    /// Records a failure of `key`.
+    pub fn charge(&self, key: &K) {
+        if let Err(wait) = self.limiter.check(key) {
+            self.lock().insert(key.clone(), Instant::now() + wait);
+        }
+    }
+
+    fn prune(&self) {
+        self.limiter.prune();
+        let now = Instant::now();
+        self.lock().retain(|_, until| *until > now);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Instant>> {
+        match self.blocked.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+}
+
 /// Every limit of the gateway.
 pub struct RateLimits {
     /// Sign-in and sign-up attempts per client network.
@@ -59,6 +103,9 @@ pub struct RateLimits {
     pub webhook_per_pilot: Limiter<Uuid>,
     /// Webhooks per client network.
     pub webhook_per_source: Limiter<IpAddr>,
+    /// Session cookies identity refused, per client network: random cookies
+    /// cannot make the gateway call identity without bound.
+    pub invalid_session_per_source: FailureBudget<IpAddr>,
 }
 
 impl RateLimits {
@@ -70,6 +117,7 @@ impl RateLimits {
             api_per_session: Limiter::new(config.api_per_session),
             webhook_per_pilot: Limiter::new(config.webhook_per_pilot),
             webhook_per_source: Limiter::new(config.webhook_per_source),
+            invalid_session_per_source: FailureBudget::new(config.invalid_session_per_source),
         }
     }
 
@@ -80,6 +128,7 @@ impl RateLimits {
         self.api_per_session.prune();
         self.webhook_per_pilot.prune();
         self.webhook_per_source.prune();
+        self.invalid_session_per_source.prune();
     }
 }
 
@@ -117,6 +166,24 @@ mod tests {
         let wait = l.check(&1).unwrap_err();
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "{wait:?}");
         assert!(l.check(&2).is_ok(), "other keys are independent");
+    }
+
+    #[test]
+    fn a_failure_budget_blocks_only_after_its_failures() {
+        let b: FailureBudget<u8> = FailureBudget::new(Rate::new(60, 2));
+        assert!(b.blocked(&1).is_none());
+        b.charge(&1);
+        b.charge(&1);
+        assert!(b.blocked(&1).is_none(), "the burst is allowed");
+        b.charge(&1);
+        let wait = b.blocked(&1).unwrap();
+        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "{wait:?}");
+        assert!(b.blocked(&2).is_none(), "other keys are independent");
+        let off: FailureBudget<u8> = FailureBudget::new(Rate::new(0, 0));
+        for _ in 0..100 {
+            off.charge(&1);
+        }
+        assert!(off.blocked(&1).is_none());
     }
 
     #[test]

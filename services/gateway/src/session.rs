@@ -6,7 +6,8 @@
 //! `__Host-` prefix (`bizops_session`), which browsers would otherwise refuse.
 //!
 //! Revocation is enforced here: every request with a cookie is checked with
-//! identity's VerifySession, and an answer is reused for at most 5 s.
+//! identity's VerifySession, and an answer (also "not valid") is reused for at
+//! most 5 s.
 
 use std::{
     collections::HashMap,
@@ -94,6 +95,18 @@ impl CookieJar {
         }
     }
 
+    /// Whether the request carries the session cookie at all (valid or not).
+    pub fn present(&self, headers: &HeaderMap) -> bool {
+        let name = self.name();
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .any(|(k, _)| k == name)
+    }
+
     /// The session token from the request's `Cookie` headers, if any.
     pub fn read(&self, headers: &HeaderMap) -> Option<SecretString> {
         let name = self.name();
@@ -117,14 +130,22 @@ fn is_token_byte(b: u8) -> bool {
 
 #[derive(Clone)]
 struct Cached {
-    owner_id: Uuid,
-    session_id: Uuid,
-    expires_at: OffsetDateTime,
+    /// `None`: identity said the token is not valid (cached too, so a repeated
+    /// bad cookie costs one call per TTL).
+    session: Option<Vouched>,
     until: Instant,
 }
 
-/// Verifies session tokens with identity, remembering each answer for at most
-/// the configured TTL (≤ 5 s). Keys are SHA-256 digests of tokens.
+#[derive(Clone, Copy)]
+struct Vouched {
+    owner_id: Uuid,
+    session_id: Uuid,
+    expires_at: OffsetDateTime,
+}
+
+/// Verifies session tokens with identity, remembering each answer, positive or
+/// negative, for at most the configured TTL (≤ 5 s). Keys are SHA-256 digests of
+/// tokens.
 pub struct SessionVerifier {
     backends: Backends,
     ttl: Duration,
@@ -144,19 +165,28 @@ impl SessionVerifier {
     /// The session behind `token`; `Ok(None)` when identity says it is not valid
     /// (signed out, expired, revoked, forged); `Err` when identity cannot answer.
     pub async fn verify(&self, token: SecretString) -> Result<Option<CurrentSession>, Error> {
+        match self.cached(&token) {
+            Some(answer) => Ok(answer),
+            None => self.ask(token).await,
+        }
+    }
+
+    /// The remembered answer for `token`, if one is still fresh.
+    pub fn cached(&self, token: &SecretString) -> Option<Option<CurrentSession>> {
+        let now = Instant::now();
+        let hit = self.lock().get(&Self::key(token)).filter(|c| c.until > now).cloned()?;
+        Some(hit.session.filter(|v| v.expires_at > OffsetDateTime::now_utc()).map(|v| CurrentSession {
+            token: token.clone(),
+            owner_id: v.owner_id,
+            session_id: v.session_id,
+            expires_at: v.expires_at,
+        }))
+    }
+
+    /// Asks identity (no cache lookup) and remembers the answer.
+    pub async fn ask(&self, token: SecretString) -> Result<Option<CurrentSession>, Error> {
         let key = Self::key(&token);
         let now = Instant::now();
-        if let Some(hit) = self.lock().get(&key).filter(|c| c.until > now).cloned() {
-            if hit.expires_at > OffsetDateTime::now_utc() {
-                return Ok(Some(CurrentSession {
-                    token,
-                    owner_id: hit.owner_id,
-                    session_id: hit.session_id,
-                    expires_at: hit.expires_at,
-                }));
-            }
-            return Ok(None);
-        }
         let b = &self.backends;
         let result = b
             .call("VerifySession", || {
@@ -169,7 +199,7 @@ impl SessionVerifier {
         let response = match result {
             Ok(r) => r,
             Err(e) if matches!(e.code(), ErrorCode::Unauthenticated | ErrorCode::InvalidArgument) => {
-                self.lock().remove(&key);
+                self.remember(key, Cached { session: None, until: now + self.ttl });
                 return Ok(None);
             }
             Err(e) => return Err(e),
@@ -182,7 +212,8 @@ impl SessionVerifier {
             .as_ref()
             .and_then(bizops_proto::timestamp::from_proto)
             .unwrap_or_else(|| OffsetDateTime::now_utc() + self.ttl);
-        self.remember(key, Cached { owner_id, session_id, expires_at, until: now + self.ttl });
+        let session = Vouched { owner_id, session_id, expires_at };
+        self.remember(key, Cached { session: Some(session), until: now + self.ttl });
         Ok(Some(CurrentSession { token, owner_id, session_id, expires_at }))
     }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use axum::{
     Extension, Form, Router,
-    extract::{FromRequestParts, Path, Query, State},
+    extract::{FromRequest, FromRequestParts, Path, Query, Request, State, rejection::FormRejection},
     http::{HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Redirect, Response},
     routing::{get, post},
@@ -17,7 +17,7 @@ use bizops_errors::{Error, ErrorCode};
 use http::request::Parts;
 use minijinja::{Environment, Value, context};
 use secrecy::ExposeSecret as _;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::{
     api::check_login_limits,
@@ -240,6 +240,69 @@ impl FromRequestParts<Shared> for PageAuthed {
     }
 }
 
+fn session_of(extensions: &http::Extensions) -> Option<CurrentSession> {
+    extensions.get::<SessionSlot>().and_then(|s| s.0.clone())
+}
+
+/// A path parameter; a malformed one gets the error page (never axum's plain text).
+pub struct WebPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<Shared> for WebPath<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, st: &Shared) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, st).await {
+            Ok(Path(v)) => Ok(Self(v)),
+            Err(r) => {
+                Err(error_page(st, session_of(&parts.extensions).as_ref(), crate::api::path_rejection(&r)))
+            }
+        }
+    }
+}
+
+/// A query string; a malformed one gets the error page.
+pub struct WebQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<Shared> for WebQuery<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, st: &Shared) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, st).await {
+            Ok(Query(v)) => Ok(Self(v)),
+            Err(r) => {
+                Err(error_page(st, session_of(&parts.extensions).as_ref(), crate::api::query_rejection(&r)))
+            }
+        }
+    }
+}
+
+/// A form body; a malformed one gets the error page.
+pub struct WebForm<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequest<Shared> for WebForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, st: &Shared) -> Result<Self, Self::Rejection> {
+        let session = session_of(req.extensions());
+        match Form::<T>::from_request(req, st).await {
+            Ok(Form(v)) => Ok(Self(v)),
+            Err(r) => Err(error_page(st, session.as_ref(), form_rejection(&r))),
+        }
+    }
+}
+
+fn form_rejection(rejection: &FormRejection) -> Error {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return Error::new(ErrorCode::PayloadTooLarge, "the form is larger than allowed");
+    }
+    match rejection {
+        FormRejection::InvalidFormContentType(_) => {
+            Error::invalid("form", "send it as application/x-www-form-urlencoded")
+        }
+        _ => Error::invalid("form", "could not be read; reload the page and try again"),
+    }
+}
+
 type PageResult = Result<Response, Response>;
 
 /// Maps an error inside an authenticated page handler.
@@ -326,7 +389,16 @@ fn policy_blocks(text: &str) -> Vec<Block> {
     blocks
 }
 
-async fn privacy(State(st): State<Shared>, slot: Extension<SessionSlot>) -> Response {
+/// The policy. Only the anonymous page may be cached (by anyone): with a session
+/// cookie the page carries the signed-in layout and its CSRF token, and even a
+/// cookie that turns out invalid gets a `Set-Cookie` removing it, so both are
+/// `no-store` (set by `html`). `Vary: Cookie` keeps a cached anonymous copy from
+/// being served to a request that has a cookie.
+async fn privacy(
+    State(st): State<Shared>,
+    slot: Extension<SessionSlot>,
+    headers: http::HeaderMap,
+) -> Response {
     let page = Page::new(&st, slot.0.0.as_ref(), "Privacy policy", "privacy");
     let mut response = render(
         &st,
@@ -334,7 +406,13 @@ async fn privacy(State(st): State<Shared>, slot: Extension<SessionSlot>) -> Resp
         "privacy.html",
         context! { page, blocks => policy_blocks(PRIVACY_POLICY) },
     );
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    let has_cookie = st.cookies.present(&headers) || slot.0.0.is_some();
+    if !has_cookie && response.status() == StatusCode::OK {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    }
+    response.headers_mut().insert(header::VARY, HeaderValue::from_static("Cookie"));
     response
 }
 
@@ -350,7 +428,7 @@ struct SigninForm {
 async fn signin_page(
     State(st): State<Shared>,
     slot: Extension<SessionSlot>,
-    Query(q): Query<PageQuery>,
+    WebQuery(q): WebQuery<PageQuery>,
 ) -> Response {
     if slot.0.0.is_some() {
         return Redirect::to("/pilots").into_response();
@@ -371,7 +449,7 @@ fn signed_in(st: &Shared, session: &ops::NewSession, to: &str) -> Response {
     }
 }
 
-async fn signin(State(st): State<Shared>, ip: ClientIp, Form(form): Form<SigninForm>) -> Response {
+async fn signin(State(st): State<Shared>, ip: ClientIp, WebForm(form): WebForm<SigninForm>) -> Response {
     let attempt = async {
         check_login_limits(&st, ip, Some(&form.email))?;
         ops::login(&st, ip.0, &form.email, &form.password).await
@@ -416,7 +494,7 @@ async fn signup_page(State(st): State<Shared>, slot: Extension<SessionSlot>) -> 
     )
 }
 
-async fn signup(State(st): State<Shared>, ip: ClientIp, Form(form): Form<SignupForm>) -> Response {
+async fn signup(State(st): State<Shared>, ip: ClientIp, WebForm(form): WebForm<SignupForm>) -> Response {
     let attempt = async {
         check_login_limits(&st, ip, None)?;
         let body = model::RegisterBody {
@@ -478,7 +556,7 @@ fn kind_labels() -> BTreeMap<&'static str, &'static str> {
 async fn pilots_page(
     State(st): State<Shared>,
     PageAuthed(s): PageAuthed,
-    Query(q): Query<PageQuery>,
+    WebQuery(q): WebQuery<PageQuery>,
 ) -> PageResult {
     let list = ops::list_pilots(&st, &s, Some(50), q.page_token).await.map_err(fail(&st, &s))?;
     let page = Page::new(&st, Some(&s), "Pilots", "pilots").notice(q.notice.as_deref());
@@ -500,7 +578,7 @@ struct ImportForm {
 async fn import(
     State(st): State<Shared>,
     PageAuthed(s): PageAuthed,
-    Form(form): Form<ImportForm>,
+    WebForm(form): WebForm<ImportForm>,
 ) -> PageResult {
     match ops::import_pilot(&st, &s, &form.document, form.enabled.is_some()).await {
         Ok(created) => Ok(pilot_view(&st, &s, &created.pilot, Some(&created.webhook_secret), None)),
@@ -573,8 +651,8 @@ fn pilot_view(
 async fn pilot_page(
     State(st): State<Shared>,
     PageAuthed(s): PageAuthed,
-    Path(id): Path<String>,
-    Query(q): Query<PageQuery>,
+    WebPath(id): WebPath<String>,
+    WebQuery(q): WebQuery<PageQuery>,
 ) -> PageResult {
     let pilot = ops::get_pilot(&st, &s, &id).await.map_err(fail(&st, &s))?;
     Ok(pilot_view(&st, &s, &pilot, None, q.notice.as_deref()))
@@ -674,7 +752,7 @@ where
 async fn new_pilot(
     State(st): State<Shared>,
     PageAuthed(s): PageAuthed,
-    Form(pairs): Form<Vec<(String, String)>>,
+    WebForm(pairs): WebForm<Vec<(String, String)>>,
 ) -> Response {
     let (st2, s2) = (st.clone(), s.clone());
     editor_submit(&st, &s, None, pairs, move |spec, form| async move {
@@ -687,7 +765,7 @@ async fn new_pilot(
 async fn edit_page(
     State(st): State<Shared>,
     PageAuthed(s): PageAuthed,
-    Path(id): Path<String>,
+    WebPath(id): WebPath<String>,
 ) -> PageResult {
     let pilot = ops::get_pilot(&st, &s, &id).await.map_err(fail(&st, &s))?;
     let form = EditorForm::from_spec(&pilot.spec, pilot.version, pilot.enabled);
@@ -697,8 +775,8 @@ async fn edit_page(
 async fn edit(
     State(st): State<Shared>,
     PageAuthed(s): PageAuthed,
-    Path(id): Path<String>,
-    Form(pairs): Form<Vec<(String, String)>>,
+    WebPath(id): WebPath<String>,
+    WebForm(pairs): WebForm<Vec<(String, String)>>,
 ) -> PageResult {
     let id = ops::parse_id("pilot_id", &id).map_err(fail(&st, &s))?.to_string();
     let (st2, s2, id2) = (st.clone(), s.clone(), id.clone());
@@ -718,8 +796,8 @@ struct EnabledForm {
 async fn set_enabled(
     State(st): State<Shared>,
     PageAuthed(s): PageAuthed,
-    Path(id): Path<String>,
-    Form(form): Form<EnabledForm>,
+    WebPath(id): WebPath<String>,
+    WebForm(form): WebForm<EnabledForm>,
 ) -> PageResult {
     let enabled = form.enabled == "true";
     let pilot = ops::set_enabled(&st, &s, &id, enabled).await.map_err(fail(&st, &s))?;
@@ -736,8 +814,8 @@ struct RunForm {
 async fn run_now(
     State(st): State<Shared>,
     PageAuthed(s): PageAuthed,
-    Path(id): Path<String>,
-    Form(form): Form<RunForm>,
+    WebPath(id): WebPath<String>,
+    WebForm(form): WebForm<RunForm>,
 ) -> PageResult {
     let id = ops::parse_id("pilot_id", &id).map_err(fail(&st, &s))?.to_string();
     let payload = if form.payload.trim().is_empty() {
@@ -751,7 +829,11 @@ async fn run_now(
     Ok(Redirect::to(&format!("/pilots/{id}/runs?notice=run_started")).into_response())
 }
 
-async fn rotate(State(st): State<Shared>, PageAuthed(s): PageAuthed, Path(id): Path<String>) -> PageResult {
+async fn rotate(
+    State(st): State<Shared>,
+    PageAuthed(s): PageAuthed,
+    WebPath(id): WebPath<String>,
+) -> PageResult {
     let rotated = ops::rotate_secret(&st, &s, &id).await.map_err(fail(&st, &s))?;
     let pilot = ops::get_pilot(&st, &s, &id).await.map_err(fail(&st, &s))?;
     Ok(pilot_view(&st, &s, &pilot, Some(&rotated.webhook_secret), None))
@@ -766,8 +848,8 @@ struct ConfirmForm {
 async fn delete_pilot(
     State(st): State<Shared>,
     PageAuthed(s): PageAuthed,
-    Path(id): Path<String>,
-    Form(form): Form<ConfirmForm>,
+    WebPath(id): WebPath<String>,
+    WebForm(form): WebForm<ConfirmForm>,
 ) -> PageResult {
     if form.confirm.is_none() {
         return Err(error_page(
@@ -783,7 +865,7 @@ async fn delete_pilot(
 async fn export_pilot(
     State(st): State<Shared>,
     PageAuthed(s): PageAuthed,
-    Path(id): Path<String>,
+    WebPath(id): WebPath<String>,
 ) -> PageResult {
     let document = ops::export_pilot(&st, &s, &id).await.map_err(fail(&st, &s))?;
     let id = ops::parse_id("pilot_id", &id).map_err(fail(&st, &s))?;
@@ -804,8 +886,8 @@ async fn export_pilot(
 async fn runs_page(
     State(st): State<Shared>,
     PageAuthed(s): PageAuthed,
-    Path(id): Path<String>,
-    Query(q): Query<PageQuery>,
+    WebPath(id): WebPath<String>,
+    WebQuery(q): WebQuery<PageQuery>,
 ) -> PageResult {
     let pilot = ops::get_pilot(&st, &s, &id).await.map_err(fail(&st, &s))?;
     let runs = ops::list_runs(&st, &s, &id, Some(50), q.page_token).await.map_err(fail(&st, &s))?;
@@ -822,8 +904,8 @@ async fn runs_page(
 async fn run_page(
     State(st): State<Shared>,
     PageAuthed(s): PageAuthed,
-    Path(id): Path<String>,
-    Query(q): Query<PageQuery>,
+    WebPath(id): WebPath<String>,
+    WebQuery(q): WebQuery<PageQuery>,
 ) -> PageResult {
     let run = ops::get_run(&st, &s, &id).await.map_err(fail(&st, &s))?;
     let page = Page::new(&st, Some(&s), "Run", "pilots").notice(q.notice.as_deref());
@@ -833,7 +915,7 @@ async fn run_page(
 async fn cancel_run(
     State(st): State<Shared>,
     PageAuthed(s): PageAuthed,
-    Path(id): Path<String>,
+    WebPath(id): WebPath<String>,
 ) -> PageResult {
     let run = ops::cancel_run(&st, &s, &id).await.map_err(fail(&st, &s))?;
     Ok(Redirect::to(&format!("/runs/{}?notice=cancelled", run.id)).into_response())
@@ -849,8 +931,8 @@ struct ReplayForm {
 async fn replay_run(
     State(st): State<Shared>,
     PageAuthed(s): PageAuthed,
-    Path(id): Path<String>,
-    Form(form): Form<ReplayForm>,
+    WebPath(id): WebPath<String>,
+    WebForm(form): WebForm<ReplayForm>,
 ) -> PageResult {
     let pilot = ops::parse_id("pilot_id", &form.pilot_id).map_err(fail(&st, &s))?;
     ops::replay_run(&st, &s, &id, form.from_failed_step.is_some()).await.map_err(fail(&st, &s))?;
@@ -862,7 +944,7 @@ async fn replay_run(
 async fn approvals_page(
     State(st): State<Shared>,
     PageAuthed(s): PageAuthed,
-    Query(q): Query<PageQuery>,
+    WebQuery(q): WebQuery<PageQuery>,
 ) -> PageResult {
     let list = ops::list_approvals(&st, &s, Some(50), q.page_token).await.map_err(fail(&st, &s))?;
     let page = Page::new(&st, Some(&s), "Approvals", "approvals").notice(q.notice.as_deref());
@@ -884,8 +966,8 @@ struct DecideForm {
 async fn decide(
     State(st): State<Shared>,
     PageAuthed(s): PageAuthed,
-    Path(id): Path<String>,
-    Form(form): Form<DecideForm>,
+    WebPath(id): WebPath<String>,
+    WebForm(form): WebForm<DecideForm>,
 ) -> PageResult {
     let decision = match form.decision.as_str() {
         "approve" => Decision::Approve,
@@ -937,7 +1019,7 @@ async fn connectors_view(
 async fn connectors_page(
     State(st): State<Shared>,
     PageAuthed(s): PageAuthed,
-    Query(q): Query<PageQuery>,
+    WebQuery(q): WebQuery<PageQuery>,
 ) -> PageResult {
     connectors_view(&st, &s, StatusCode::OK, q.notice.as_deref(), context! {}).await
 }
@@ -953,7 +1035,7 @@ struct ConnectForm {
 async fn connect(
     State(st): State<Shared>,
     PageAuthed(s): PageAuthed,
-    Form(form): Form<ConnectForm>,
+    WebForm(form): WebForm<ConnectForm>,
 ) -> PageResult {
     let result = match ConnectorKind::parse(&form.kind) {
         Some(kind) => ops::put_connector(&st, &s, form.name.trim(), kind, &form.value).await.map(|_| ()),
@@ -985,7 +1067,7 @@ async fn connect(
 async fn test_connector(
     State(st): State<Shared>,
     PageAuthed(s): PageAuthed,
-    Path(name): Path<String>,
+    WebPath(name): WebPath<String>,
 ) -> PageResult {
     let result = ops::test_connector(&st, &s, &name).await.map_err(fail(&st, &s))?;
     let test_result = TestResult { name, ok: result.ok, detail: result.detail };
@@ -995,7 +1077,7 @@ async fn test_connector(
 async fn disconnect(
     State(st): State<Shared>,
     PageAuthed(s): PageAuthed,
-    Path(name): Path<String>,
+    WebPath(name): WebPath<String>,
 ) -> PageResult {
     ops::delete_connector(&st, &s, &name).await.map_err(fail(&st, &s))?;
     Ok(Redirect::to("/connectors?notice=disconnected").into_response())
@@ -1018,7 +1100,7 @@ async fn account_view(
 async fn account_page(
     State(st): State<Shared>,
     PageAuthed(s): PageAuthed,
-    Query(q): Query<PageQuery>,
+    WebQuery(q): WebQuery<PageQuery>,
 ) -> PageResult {
     account_view(&st, &s, StatusCode::OK, q.notice.as_deref(), context! {}).await
 }
@@ -1035,7 +1117,7 @@ async fn change_password(
     State(st): State<Shared>,
     PageAuthed(s): PageAuthed,
     ip: ClientIp,
-    Form(form): Form<PasswordForm>,
+    WebForm(form): WebForm<PasswordForm>,
 ) -> PageResult {
     if form.new_password != form.confirm_password {
         return account_view(
@@ -1076,7 +1158,7 @@ async fn delete_account(
     State(st): State<Shared>,
     PageAuthed(s): PageAuthed,
     ip: ClientIp,
-    Form(form): Form<DeleteAccountForm>,
+    WebForm(form): WebForm<DeleteAccountForm>,
 ) -> PageResult {
     if form.confirm.is_none() {
         return account_view(

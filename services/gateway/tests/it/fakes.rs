@@ -5,7 +5,7 @@
 //! NOT_FOUND to anyone else, and a record of the metadata each call carried.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     net::SocketAddr,
     sync::{Arc, Mutex, MutexGuard},
 };
@@ -90,6 +90,9 @@ pub struct World {
     pub verify_session_calls: usize,
     /// When set, CreatePilot and UpdatePilot answer INVALID_ARGUMENT with it.
     pub reject_spec: Option<String>,
+    /// Statuses answered instead, one per call, by RPC name (after the call is
+    /// recorded): failures the real services cannot be made to produce.
+    pub inject: HashMap<&'static str, VecDeque<Status>>,
 }
 
 pub type Shared = Arc<Mutex<World>>;
@@ -141,6 +144,14 @@ impl Fakes {
 
     fn service_caller(&self, token: &str, audience: &str) -> Option<String> {
         ServiceVerifier::new(audience, [&self.gateway_key]).verify(token).ok()
+    }
+
+    /// The next injected failure of `rpc`, if any.
+    fn injected(&self, rpc: &'static str) -> Result<(), Status> {
+        match self.lock().inject.get_mut(rpc).and_then(VecDeque::pop_front) {
+            Some(status) => Err(status),
+            None => Ok(()),
+        }
     }
 
     /// Revokes every session of the account with `email` (as identity would after
@@ -534,6 +545,7 @@ impl CatalogService for Fakes {
         request: Request<catalog::VerifyWebhookRequest>,
     ) -> Reply<catalog::VerifyWebhookResponse> {
         self.record("VerifyWebhook", &request);
+        self.injected("VerifyWebhook")?;
         let token = Self::bearer(&request).unwrap_or_default();
         if self.service_caller(&token, "catalog").as_deref() != Some("gateway") {
             return Err(err(ErrorCode::PermissionDenied, "this call is internal"));
@@ -743,13 +755,6 @@ impl Fakes {
         id
     }
 
-    /// Sets a run's status.
-    pub fn set_run_status(&self, run: Uuid, status: events::RunStatus) {
-        if let Some(r) = self.lock().runs.get_mut(&run) {
-            r.status = status as i32;
-        }
-    }
-
     fn own_run(&self, owner: Uuid, id: &str) -> Result<executor::Run, Status> {
         let id = parse(id)?;
         self.lock()
@@ -774,6 +779,7 @@ impl ExecutorService for Fakes {
             return Err(err(ErrorCode::PilotDisabled, "the Pilot is disabled"));
         }
         self.lock().started.push(r);
+        self.injected("StartRun")?;
         Ok(Response::new(executor::StartRunResponse { trigger_id: Uuid::now_v7().to_string() }))
     }
 

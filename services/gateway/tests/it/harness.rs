@@ -5,7 +5,7 @@ use std::{collections::BTreeSet, time::Duration};
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use bizops_authn::{ServiceSigner, SigningKey};
-use bizops_testkit::{InProcess, LogCapture, any_port, capture_logs};
+use bizops_testkit::{InProcess, LogCapture, any_port};
 use gateway::{App, GatewayConfig};
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::Value;
@@ -24,7 +24,6 @@ pub struct Gateway {
     pub base: String,
     pub fakes: Fakes,
     pub prefix: String,
-    pub nats: async_nats::Client,
     pub js: async_nats::jetstream::Context,
     pub logs: LogCapture,
     pub gateway: ServiceSigner,
@@ -38,7 +37,7 @@ impl Gateway {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut GatewayConfig)) -> Self {
-        let logs = capture_logs();
+        let logs = capture_logs_and_traces();
         bizops_telemetry::install_crypto_provider();
         let key = SigningKey::generate("gateway").unwrap();
         let gateway = ServiceSigner::new("gateway", key.clone());
@@ -68,12 +67,11 @@ impl Gateway {
         let addr = app.http_addr().unwrap();
         let server = InProcess::start(addr, |until| app.run_until(until));
         let nats = async_nats::connect(bizops_testkit::nats_url()).await.unwrap();
-        let js = async_nats::jetstream::new(nats.clone());
+        let js = async_nats::jetstream::new(nats);
         Self {
             base: format!("http://{addr}"),
             fakes,
             prefix,
-            nats,
             js,
             logs,
             gateway,
@@ -113,6 +111,34 @@ impl Gateway {
         let mut stream = self.js.get_stream(format!("{}_TRIGGERS", self.prefix)).await.unwrap();
         stream.info().await.unwrap().state.messages
     }
+}
+
+/// Like `bizops_testkit::capture_logs` (every event at TRACE, as JSON, into one
+/// capture), plus the OpenTelemetry layer the binary installs
+/// (`bizops_telemetry::init`), so spans carry W3C trace ids and calls carry
+/// `traceparent` as in production.
+fn capture_logs_and_traces() -> LogCapture {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::{EnvFilter, layer::SubscriberExt as _, util::SubscriberInitExt as _};
+    static CAPTURE: std::sync::OnceLock<LogCapture> = std::sync::OnceLock::new();
+    CAPTURE
+        .get_or_init(|| {
+            let capture = LogCapture::default();
+            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+            let _ = tracing_subscriber::registry()
+                .with(EnvFilter::new("trace"))
+                .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("gateway-it")))
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .json()
+                        .with_current_span(true)
+                        .with_span_list(true)
+                        .with_writer(capture.clone()),
+                )
+                .try_init();
+            capture
+        })
+        .clone()
 }
 
 pub fn sample_spec(title: &str) -> Value {
@@ -186,10 +212,6 @@ impl Browser {
         }
     }
 
-    pub fn token(&self) -> Option<String> {
-        self.cookie.as_ref().map(|c| c.1.clone())
-    }
-
     pub async fn send(
         &mut self,
         method: Method,
@@ -241,10 +263,6 @@ impl Browser {
 
     pub async fn post_json(&mut self, path: &str, body: &Value) -> Resp {
         self.json(Method::POST, path, body).await
-    }
-
-    pub async fn post_empty(&mut self, path: &str) -> Resp {
-        self.json(Method::POST, path, &serde_json::json!({})).await
     }
 
     /// A form post with the session's CSRF token in the `csrf_token` field.

@@ -37,23 +37,54 @@ async fn samples(b: &mut Browser) -> Vec<(String, Resp)> {
     out
 }
 
+const HSTS: &str = "max-age=31536000; includeSubDomains";
+
+/// The headers on every kind of answer; HSTS by default exactly when the public
+/// origin is https (the harness's is), unless configured either way.
 #[tokio::test]
 async fn every_response_carries_the_security_headers() {
     let gw = Gateway::start().await;
     let mut b = gw.browser();
     for (path, r) in samples(&mut b).await {
         assert_headers(&r, &path);
-        assert!(r.header("strict-transport-security").is_none(), "no HSTS unless configured");
+        assert_eq!(r.header("strict-transport-security"), Some(HSTS), "https origin: {path}");
     }
-    let gw = Gateway::start_with(|c| c.hsts = true).await;
+    let gw = Gateway::start_with(|c| c.hsts = Some(false)).await;
     let mut b = gw.browser();
     for (path, r) in samples(&mut b).await {
-        assert_eq!(
-            r.header("strict-transport-security"),
-            Some("max-age=31536000; includeSubDomains"),
-            "{path}"
-        );
+        assert_headers(&r, &path);
+        assert!(r.header("strict-transport-security").is_none(), "turned off: {path}");
     }
+    let gw = Gateway::start_with(|c| c.public_origin = "http://127.0.0.1:8080".into()).await;
+    let mut b = gw.browser();
+    b.origin = Some("http://127.0.0.1:8080".into());
+    for (path, r) in samples(&mut b).await {
+        assert!(r.header("strict-transport-security").is_none(), "plain http: {path}");
+    }
+    let gw = Gateway::start_with(|c| {
+        c.public_origin = "http://127.0.0.1:8080".into();
+        c.hsts = Some(true);
+    })
+    .await;
+    let mut b = gw.browser();
+    for (path, r) in samples(&mut b).await {
+        assert_eq!(r.header("strict-transport-security"), Some(HSTS), "forced on: {path}");
+    }
+}
+
+/// Sends `GET <raw path>` as written (no client normalises `..` away); the
+/// status line and the body.
+async fn raw_get(base: &str, raw_path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {raw_path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, answer)
 }
 
 #[tokio::test]
@@ -68,8 +99,19 @@ async fn health_and_static_files() {
     let js = b.get("/static/app.js").await;
     assert!(js.header("content-type").unwrap().starts_with("text/javascript"));
     assert!(!js.body.contains("innerHTML"), "the script writes text only");
-    b.get("/static/../Cargo.toml").await;
     b.get("/static/nope.js").await.assert(StatusCode::NOT_FOUND);
+    // Path traversal, sent raw: nothing outside the three embedded files is served.
+    for raw in [
+        "/static/../Cargo.toml",
+        "/static/..%2FCargo.toml",
+        "/static/%2e%2e/%2e%2e/Cargo.toml",
+        "/static/..%2f..%2fsrc%2flib.rs",
+        "/static/../../../../etc/passwd",
+    ] {
+        let (status, answer) = raw_get(&gw.base, raw).await;
+        assert_eq!(status, 404, "{raw}: {answer}");
+        assert!(!answer.contains("[package]") && !answer.contains("root:"), "{raw}: {answer}");
+    }
 }
 
 /// Every dashboard page, signed in: no inline script, no inline style, no
