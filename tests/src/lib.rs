@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod browser;
+pub mod procs;
+pub mod rows;
 pub mod suite;
 
 use std::{
@@ -38,7 +40,7 @@ pub fn command(name: &str, env: &[(String, String)]) -> Command {
     let mut cmd = Command::new(binary(name));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("BIZOPS_GRPC_ADDR", "127.0.0.1:0")
+        .env(if name == "gateway" { "BIZOPS_HTTP_ADDR" } else { "BIZOPS_GRPC_ADDR" }, "127.0.0.1:0")
         .env("BIZOPS_METRICS_ADDR", "127.0.0.1:0")
         .env("BIZOPS_LOG__FORMAT", "json")
         .env("BIZOPS_LOG__FILTER", "debug,h2=info,hyper=info,tower=info,async_nats=info")
@@ -58,8 +60,10 @@ pub async fn migrate(name: &str, env: &[(String, String)]) {
 pub struct Service {
     /// Binary name.
     pub name: String,
-    /// Its gRPC address, `127.0.0.1:<port>`.
+    /// Its gRPC address (the gateway: its HTTP address), `127.0.0.1:<port>`.
     pub addr: String,
+    /// Its metrics address, `127.0.0.1:<port>`.
+    pub metrics_addr: String,
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
 }
@@ -71,7 +75,7 @@ impl Service {
             command(name, env).arg("serve").stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
         let mut reader = BufReader::new(child.stdout.take().unwrap()).lines();
         let lines: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = tokio::sync::oneshot::channel::<(String, String)>();
         let sink = lines.clone();
         tokio::spawn(async move {
             let mut tx = Some(tx);
@@ -80,16 +84,19 @@ impl Service {
                 if v["message"].as_str().is_some_and(|m| m.ends_with(" serving"))
                     && let Some(tx) = tx.take()
                 {
-                    let _ = tx.send(v["grpc_addr"].as_str().unwrap_or_default().to_owned());
+                    let addr =
+                        v["grpc_addr"].as_str().or_else(|| v["http_addr"].as_str()).unwrap_or_default();
+                    let metrics = v["metrics_addr"].as_str().unwrap_or_default();
+                    let _ = tx.send((addr.to_owned(), metrics.to_owned()));
                 }
                 sink.lock().unwrap().push(line);
             }
         });
-        let addr = tokio::time::timeout(Duration::from_secs(30), rx)
+        let (addr, metrics_addr) = tokio::time::timeout(Duration::from_secs(30), rx)
             .await
             .unwrap_or_else(|_| panic!("{name} did not start within 30 s"))
             .unwrap_or_else(|_| panic!("{name} exited before serving"));
-        Self { name: name.to_owned(), addr, child, lines }
+        Self { name: name.to_owned(), addr, metrics_addr, child, lines }
     }
 
     /// `http://<addr>`.
@@ -100,6 +107,19 @@ impl Service {
     /// Everything it logged so far.
     pub fn logs(&self) -> String {
         self.lines.lock().unwrap().join("\n")
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+
+    /// SIGKILL (`kill -9`): no shutdown code runs. Everything it logged.
+    pub async fn kill(mut self) -> String {
+        self.child.start_kill().unwrap();
+        let _ = self.child.wait().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.logs()
     }
 
     /// SIGTERM, then waits (≤ 30 s) for the exit.

@@ -17,6 +17,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::sync::{Semaphore, mpsc};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::{
@@ -49,7 +50,7 @@ struct Inner {
     http: reqwest::Client,
     permits: Arc<Semaphore>,
     running: Mutex<HashSet<Uuid>>,
-    queue: mpsc::UnboundedSender<Uuid>,
+    queue: mpsc::UnboundedSender<(Uuid, tracing::Span)>,
 }
 
 /// How a step ended.
@@ -73,7 +74,7 @@ impl Engine {
         clients: Clients,
         events: Events,
         guard: Guard,
-    ) -> anyhow::Result<(Self, mpsc::UnboundedReceiver<Uuid>)> {
+    ) -> anyhow::Result<(Self, mpsc::UnboundedReceiver<(Uuid, tracing::Span)>)> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
@@ -102,16 +103,18 @@ impl Engine {
         &self.inner.me
     }
 
-    /// Asks for `run` to be executed here soon.
+    /// Asks for `run` to be executed here soon. The run's span is a child of the
+    /// current span, so a run continues the trace of whatever queued it (the
+    /// trigger's, carried over NATS, or an approval's RPC).
     pub fn enqueue(&self, run: Uuid) {
-        let _ = self.inner.queue.send(run);
+        let _ = self.inner.queue.send((run, tracing::Span::current()));
     }
 
     /// Runs queued runs, at most `runs.concurrency` at once, until `stopped`;
     /// then waits up to `grace` for the runs in flight.
     pub async fn dispatch(
         self,
-        mut rx: mpsc::UnboundedReceiver<Uuid>,
+        mut rx: mpsc::UnboundedReceiver<(Uuid, tracing::Span)>,
         stopped: bizops_runtime::Stopped,
         grace: Duration,
     ) {
@@ -121,14 +124,15 @@ impl Engine {
         loop {
             tokio::select! {
                 () = &mut stop => break,
-                Some(id) = rx.recv() => {
+                Some((id, parent)) = rx.recv() => {
                     let Ok(permit) = self.inner.permits.clone().acquire_owned().await else { break };
                     if !self.inner.running.lock().map(|mut s| s.insert(id)).unwrap_or(false) {
                         continue;
                     }
                     let engine = self.clone();
+                    let span = tracing::info_span!(parent: parent.id(), "executor.run", run_id = %id);
                     tasks.spawn(async move {
-                        engine.execute(id).await;
+                        engine.execute(id).instrument(span).await;
                         if let Ok(mut s) = engine.inner.running.lock() {
                             s.remove(&id);
                         }

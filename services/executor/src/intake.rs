@@ -177,9 +177,14 @@ impl Intake {
         }
         let mut runs = Vec::with_capacity(accepted.len());
         let mut to_ack = Vec::with_capacity(accepted.len());
+        let mut spans = HashMap::with_capacity(accepted.len());
+        let now = OffsetDateTime::now_utc();
         for (msg, run) in accepted {
             match versions.get(&(run.owner_id, run.pilot_id, run.pilot_version)) {
                 Some(Ok(true)) => {
+                    metrics::histogram!("executor_queue_lag_seconds")
+                        .record((now - run.accepted_at).as_seconds_f64().max(0.0));
+                    spans.insert(run.run_id, trigger_span(&msg, &run));
                     runs.push(run);
                     to_ack.push(msg);
                 }
@@ -207,7 +212,10 @@ impl Intake {
                 metrics::histogram!("executor_intake_batch_seconds").record(started.elapsed().as_secs_f64());
                 for run in created {
                     metrics::counter!("executor_runs_created_total").increment(1);
-                    self.engine.enqueue(run.run_id);
+                    match spans.get(&run.run_id) {
+                        Some(span) => span.in_scope(|| self.engine.enqueue(run.run_id)),
+                        None => self.engine.enqueue(run.run_id),
+                    }
                 }
             }
             Err(e) => {
@@ -258,6 +266,25 @@ impl Intake {
             replay,
         })
     }
+}
+
+/// The span of one taken trigger, continuing the trace the publisher (the gateway's
+/// webhook request, a manual run's RPC) put in the message headers.
+fn trigger_span(msg: &jetstream::Message, run: &NewRun) -> tracing::Span {
+    let span = tracing::info_span!(
+        "executor.trigger",
+        otel.kind = "consumer",
+        messaging.system = "nats",
+        trigger_id = %run.trigger_id,
+        pilot_id = %run.pilot_id,
+    );
+    if let Some(headers) = &msg.headers {
+        bizops_telemetry::propagation::set_remote_parent(
+            &span,
+            bizops_telemetry::propagation::extract_nats(headers),
+        );
+    }
+    span
 }
 
 /// Consumes pilot-deleted events and removes that Pilot's runs, jobs and queued
