@@ -29,7 +29,7 @@ use crate::{
     net::Guard,
     redact::Redactor,
     steps::{self, Credential, StepEnv, StepError},
-    system::SystemStore,
+    system::{RunState, SystemStore},
     template::{self, Templates},
 };
 
@@ -206,13 +206,75 @@ impl Engine {
     }
 
     async fn finish(&self, id: Uuid, status: i16, error: Option<&str>) -> anyhow::Result<()> {
-        if let Some(state) = self.inner.system.finish(id, &self.inner.me, status, error).await? {
+        self.finish_with(id, status, error, Vec::new()).await
+    }
+
+    /// Ends the run, storing the steps still in memory in the same transaction.
+    async fn finish_with(
+        &self,
+        id: Uuid,
+        status: i16,
+        error: Option<&str>,
+        pending: Vec<Pending>,
+    ) -> anyhow::Result<()> {
+        let recs: Vec<StepRecord> = pending.iter().map(|p| p.rec.clone()).collect();
+        if let Some(state) = self.inner.system.finish(id, &self.inner.me, status, error, &recs).await? {
+            self.publish_steps(&state, &pending, 1).await;
             self.inner.events.publish(&state, None).await;
             let label =
                 ev::RunStatus::try_from(i32::from(status)).map(|s| s.as_str_name()).unwrap_or("UNKNOWN");
             metrics::counter!("executor_runs_total", "status" => label).increment(1);
         }
         Ok(())
+    }
+
+    /// Stores the steps kept in memory and moves the cursor to `next`; false if
+    /// the run is no longer ours (cancelled, deleted, taken over).
+    async fn flush(
+        &self,
+        claimed: &Claimed,
+        pending: &mut Vec<Pending>,
+        next: usize,
+    ) -> anyhow::Result<bool> {
+        if pending.is_empty() {
+            return Ok(true);
+        }
+        let recs: Vec<StepRecord> = pending.iter().map(|p| p.rec.clone()).collect();
+        let next = i32::try_from(next).unwrap_or(i32::MAX);
+        match self.inner.system.record_steps(claimed.id, &self.inner.me, &recs, next).await? {
+            Some(state) => {
+                self.publish_steps(&state, pending, 0).await;
+                pending.clear();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The live events of steps stored together; `after` more changes were
+    /// stored after them in the same transaction (the run's end).
+    async fn publish_steps(&self, state: &RunState, pending: &[Pending], after: i64) {
+        let n = i64::try_from(pending.len()).unwrap_or(i64::MAX);
+        for (k, p) in (0i64..).zip(pending) {
+            let at = RunState { status: run::RUNNING, seq: state.seq - after - (n - 1 - k), ..*state };
+            self.inner.events.publish(&at, Some(step_event(&p.rec, p.elapsed))).await;
+        }
+    }
+
+    /// Whether a step runs without leaving the server and without side effects
+    /// (transform, condition, AI with neither the owner's nor the server's key):
+    /// such steps run back to back with their records kept in memory, stored in
+    /// one transaction with whatever comes next. If the executor dies meanwhile,
+    /// they simply run again.
+    fn is_local(&self, step: &pb::Step, credentials: &HashMap<String, Credential>) -> bool {
+        match &step.kind {
+            Some(Kind::Transform(_) | Kind::Condition(_)) => true,
+            Some(Kind::Ai(a)) => {
+                self.inner.config.ai.server_key.is_none()
+                    && !credentials.contains_key(&template::connector(&a.connector, "anthropic"))
+            }
+            _ => false,
+        }
     }
 
     async fn run(&self, claimed: Claimed) -> anyhow::Result<()> {
@@ -276,27 +338,36 @@ impl Engine {
         }
 
         let mut idx = usize::try_from(claimed.next_step).unwrap_or(0);
+        let mut pending = Vec::new();
         while idx < spec.steps.len() {
             let step = &spec.steps[idx];
-            let outcome = self.step(&claimed, &spec, idx, step, &mut ctx, &credentials, &redactor).await?;
+            let outcome = self
+                .step(&claimed, &spec, idx, step, &mut ctx, &credentials, &redactor, &mut pending)
+                .await?;
             match outcome {
                 Outcome::Next => idx += 1,
                 Outcome::Paused => return Ok(()),
                 Outcome::Stop => {
-                    self.skip_from(&claimed, &spec, idx + 1, spec.steps.len()).await?;
-                    return self.finish(id, run::SKIPPED, None).await;
+                    pending.extend(skipped(&spec, idx + 1, spec.steps.len()));
+                    return self.finish_with(id, run::SKIPPED, None, pending).await;
                 }
                 Outcome::Jump(target) => {
+                    if !self.flush(&claimed, &mut pending, idx + 1).await? {
+                        return Ok(());
+                    }
                     self.skip_from(&claimed, &spec, idx + 1, target).await?;
                     idx = target;
                 }
             }
-            if matches!(self.inner.system.status(id).await?, Some(s) if s != run::RUNNING) {
-                // Cancelled (or deleted) while we worked.
+            // Cancelled (or deleted) while we worked? (Steps kept in memory are
+            // checked when stored: only a run still ours is written.)
+            if pending.is_empty()
+                && matches!(self.inner.system.status(id).await?, Some(s) if s != run::RUNNING)
+            {
                 return Ok(());
             }
         }
-        self.finish(id, run::SUCCEEDED, None).await
+        self.finish_with(id, run::SUCCEEDED, None, pending).await
     }
 
     async fn skip_from(
@@ -332,11 +403,17 @@ impl Engine {
         ctx: &mut Value,
         credentials: &HashMap<String, Credential>,
         redactor: &Redactor,
+        pending: &mut Vec<Pending>,
     ) -> anyhow::Result<Outcome> {
         let id = claimed.id;
         let me = &self.inner.me;
         let kind = step.kind.as_ref().map(kind_name).unwrap_or("unknown");
         let i = i32::try_from(idx).unwrap_or(i32::MAX);
+        let local = self.is_local(step, credentials);
+        // Anything that may leave the server starts from stored state.
+        if !local && !self.flush(claimed, pending, idx).await? {
+            return Ok(Outcome::Paused);
+        }
         let base = StepRecord {
             idx: i,
             key: step.key.clone(),
@@ -378,7 +455,13 @@ impl Engine {
                         Ok(m) => redactor.text(&m),
                         Err(e) => {
                             return self
-                                .fail(claimed, base, 0, &redactor.text(&format!("approval.message: {e}")))
+                                .fail(
+                                    claimed,
+                                    base,
+                                    0,
+                                    &redactor.text(&format!("approval.message: {e}")),
+                                    pending,
+                                )
                                 .await;
                         }
                     };
@@ -403,10 +486,12 @@ impl Engine {
             }
         }
 
-        if let Some(state) = self.inner.system.record_step(id, me, &base, i).await? {
-            self.inner.events.publish(&state, Some(step_event(&base, None))).await;
-        } else {
-            return Ok(Outcome::Paused);
+        if !local {
+            if let Some(state) = self.inner.system.record_step(id, me, &base, i).await? {
+                self.inner.events.publish(&state, Some(step_event(&base, None))).await;
+            } else {
+                return Ok(Outcome::Paused);
+            }
         }
 
         // Run with timeout and retries.
@@ -475,7 +560,7 @@ impl Engine {
             Ok(out) => out,
             Err(e) => {
                 let message = redactor.text(&e.message);
-                return self.fail(claimed, base, attempt, &message).await;
+                return self.fail(claimed, base, attempt, &message, pending).await;
             }
         };
         let output = redactor.json(&output);
@@ -493,6 +578,7 @@ impl Engine {
                                     base,
                                     attempt,
                                     &format!("condition.jump_to: no later step \"{}\"", c.jump_to),
+                                    pending,
                                 )
                                 .await;
                         }
@@ -512,12 +598,16 @@ impl Engine {
             finished_at: Some(OffsetDateTime::now_utc()),
             ..base
         };
-        let Some(state) =
-            self.inner.system.record_step(id, me, &rec, i32::try_from(next).unwrap_or(i32::MAX)).await?
-        else {
-            return Ok(Outcome::Paused);
-        };
-        self.inner.events.publish(&state, Some(step_event(&rec, Some(started.elapsed())))).await;
+        if local {
+            pending.push(Pending { rec, elapsed: Some(started.elapsed()) });
+        } else {
+            let Some(state) =
+                self.inner.system.record_step(id, me, &rec, i32::try_from(next).unwrap_or(i32::MAX)).await?
+            else {
+                return Ok(Outcome::Paused);
+            };
+            self.inner.events.publish(&state, Some(step_event(&rec, Some(started.elapsed())))).await;
+        }
         ctx["steps"][&step.key] = json!({ "output": output });
         Ok(outcome)
     }
@@ -528,6 +618,7 @@ impl Engine {
         base: StepRecord,
         attempts: u32,
         message: &str,
+        pending: &mut Vec<Pending>,
     ) -> anyhow::Result<Outcome> {
         let rec = StepRecord {
             status: step::FAILED,
@@ -536,13 +627,11 @@ impl Engine {
             finished_at: Some(OffsetDateTime::now_utc()),
             ..base
         };
-        let idx = rec.idx;
-        if let Some(state) = self.inner.system.record_step(claimed.id, &self.inner.me, &rec, idx).await? {
-            self.inner.events.publish(&state, Some(step_event(&rec, None))).await;
-        }
         tracing::info!(step = %rec.key, error = %message, "step failed");
-        self.finish(claimed.id, run::FAILED, Some(&format!("step \"{}\" failed: {message}", rec.key)))
-            .await?;
+        let error = format!("step \"{}\" failed: {message}", rec.key);
+        let mut steps = std::mem::take(pending);
+        steps.push(Pending { rec, elapsed: None });
+        self.finish_with(claimed.id, run::FAILED, Some(&error), steps).await?;
         Ok(Outcome::Paused)
     }
 
@@ -612,6 +701,34 @@ impl Engine {
         output["provider"] = Value::String(provider.label().to_owned());
         Ok((output, Some(provider.label().to_owned())))
     }
+}
+
+/// A step that ran without leaving the server, not stored yet.
+struct Pending {
+    rec: StepRecord,
+    elapsed: Option<Duration>,
+}
+
+/// Records for steps `from..to`, skipped.
+fn skipped(spec: &pb::PilotSpec, from: usize, to: usize) -> Vec<Pending> {
+    (from..to.min(spec.steps.len()))
+        .map(|i| Pending {
+            rec: StepRecord {
+                idx: i32::try_from(i).unwrap_or(i32::MAX),
+                key: spec.steps[i].key.clone(),
+                kind: spec.steps[i].kind.as_ref().map(kind_name).unwrap_or("unknown"),
+                status: step::SKIPPED,
+                attempts: 0,
+                provider: None,
+                output: None,
+                truncated: false,
+                error: None,
+                started_at: None,
+                finished_at: None,
+            },
+            elapsed: None,
+        })
+        .collect()
 }
 
 /// Exponential backoff with jitter (50–100 % of the nominal delay).

@@ -242,6 +242,47 @@ impl SystemStore {
         }))
     }
 
+    /// Stores steps that ran back to back without leaving the server (local
+    /// steps, whose records are kept in memory until something else happens) and
+    /// moves the run's cursor, in one transaction, while we hold the lease. `None`
+    /// if the run is no longer ours (then nothing is written).
+    pub async fn record_steps(
+        &self,
+        run_id: Uuid,
+        me: &str,
+        recs: &[StepRecord],
+        next_step: i32,
+    ) -> Result<Option<RunState>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let state = sqlx::query!(
+            "UPDATE executor.runs SET next_step = $3, event_seq = event_seq + $5
+             WHERE id = $1 AND lease_owner = $2 AND status = $4
+             RETURNING owner_id, pilot_id, event_seq",
+            run_id,
+            me,
+            next_step,
+            run::RUNNING,
+            i64::try_from(recs.len()).unwrap_or(i64::MAX),
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(state) = state else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        for rec in recs {
+            upsert_step(&mut tx, run_id, state.owner_id, rec).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(RunState {
+            id: run_id,
+            owner_id: state.owner_id,
+            pilot_id: state.pilot_id,
+            status: run::RUNNING,
+            seq: state.event_seq,
+        }))
+    }
+
     /// Marks steps `from..to` skipped.
     pub async fn skip_steps(
         &self,
@@ -342,19 +383,22 @@ impl SystemStore {
         .map(|r| (r.status, r.decided_by, r.comment)))
     }
 
-    /// Ends a run we hold: terminal status, error, lease released, job finished.
+    /// Ends a run we hold: the steps not stored yet (`steps`, see
+    /// [`SystemStore::record_steps`]), terminal status, error, lease released, job
+    /// finished — in one transaction.
     pub async fn finish(
         &self,
         run_id: Uuid,
         me: &str,
         status: i16,
         error: Option<&str>,
+        steps: &[StepRecord],
     ) -> Result<Option<RunState>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let state = sqlx::query!(
             "UPDATE executor.runs
              SET status = $3, error = $4, finished_at = now(), lease_owner = NULL, lease_until = NULL,
-                 event_seq = event_seq + 1
+                 event_seq = event_seq + 1 + $6
              WHERE id = $1 AND lease_owner = $2 AND status = $5
              RETURNING owner_id, pilot_id, event_seq, job_id",
             run_id,
@@ -362,6 +406,7 @@ impl SystemStore {
             status,
             error,
             run::RUNNING,
+            i64::try_from(steps.len()).unwrap_or(i64::MAX),
         )
         .fetch_optional(&mut *tx)
         .await?;
@@ -369,6 +414,9 @@ impl SystemStore {
             tx.rollback().await?;
             return Ok(None);
         };
+        for rec in steps {
+            upsert_step(&mut tx, run_id, state.owner_id, rec).await?;
+        }
         if let Some(job) = state.job_id {
             sqlx::query!(
                 "UPDATE executor.jobs SET finished_at = now() WHERE id = $1 AND finished_at IS NULL",
