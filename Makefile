@@ -7,7 +7,7 @@ CARGO ?= cargo
 export SQLX_OFFLINE := true
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test lint fmt fmt-check clippy buf-lint chart-lint build nextest nextest-installed doctest bench dev-services tools sqlx-prepare
+.PHONY: run test lint fmt fmt-check clippy buf-lint chart-lint build nextest nextest-installed doctest bench bench-quick dev-services tools sqlx-prepare
 
 ## run: start Postgres + NATS, build, migrate and run every service locally (Ctrl-C stops)
 run:
@@ -48,9 +48,16 @@ nextest-installed:
 doctest:
 	$(CARGO) test --workspace --doc
 
-## bench: measured performance (release build); see bench/README.md
+## bench: the whole-suite benchmark (release build, ≤ 10 min); writes bench/RESULTS.md
+## and bench/results/<date>.json; see bench/README.md
 bench: dev-services
+	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p bizops-bench -- $(BENCH_ARGS)
+
+## bench-quick: the same, every phase short (≤ 60 s), for development
+bench-quick: dev-services
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) run --release -p bizops-bench -- --quick $(BENCH_ARGS)
 
 dev-services:
 	scripts/dev-services

@@ -1,239 +1,224 @@
-//! `make bench` (identity part): scrypt hash time at production parameters,
-//! logins/s (bounded by scrypt by design), and VerifySession/s, against a real
-//! identity server in-process on 127.0.0.1 and a fresh Postgres database.
+//! `make bench`: the whole suite measured on 127.0.0.1, in release builds, in
+//! both JetStream sync modes (`sync_interval: always`, the durable configuration
+//! the targets apply to, and NATS' default as a non-durable reference):
 //!
-//! Everything is bounded in time and stops by itself. `--quick` shortens every
-//! phase for development.
+//! 1. the limit: raw JetStream publish + ack of 1 KiB to a file-storage stream;
+//! 2. webhook ingest: signed `POST /hooks/{id}` through the gateway (closed loop
+//!    at increasing concurrency, and open loop at half the raw rate);
+//! 3. end to end: webhook → run completed for a 3-step local Pilot;
+//! 4. identity: scrypt hash time, logins/s, VerifySession/s (uncached over gRPC,
+//!    and the gateway's cached path);
+//! 5. memory: RSS of every service idle and under load.
+//!
+//! Every phase is bounded in time and stops by itself; `--quick` (≤ 60 s in all)
+//! is for development. Results: a table on stdout, `bench/results/<date>.json`
+//! and `bench/RESULTS.md` (`--quick` writes only `results/<date>-quick.json`).
 #![forbid(unsafe_code)]
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
-    time::{Duration, Instant},
-};
+mod phases;
+mod procs;
+mod report;
+mod stats;
+mod suite;
+
+use std::{collections::HashMap, time::Duration};
 
 use anyhow::Context as _;
-use bizops_proto::identity::v1::{self as pb, identity_service_client::IdentityServiceClient};
 use clap::Parser;
-use identity::{App, IdentityConfig, MIGRATOR, config::ScryptConfig};
-use tonic::transport::Channel;
+
+use crate::{
+    phases::{EndToEnd, Hooks, IdentityFigures, RssSampler},
+    procs::{Nats, SyncMode},
+    stats::Measured,
+    suite::Suite,
+};
 
 #[derive(Parser)]
-#[command(about = "BizOps Pilot benchmarks")]
+#[command(about = "BizOps Pilot whole-suite benchmark")]
 struct Args {
-    /// Short phases (≤ 60 s in all), for development.
+    /// Short phases (≤ 60 s in all), for development; does not touch RESULTS.md.
     #[arg(long)]
     quick: bool,
+    /// Webhooks per second in the end-to-end phase (the target is 1,000 runs/s).
+    #[arg(long, default_value_t = 1000.0)]
+    e2e_rate: f64,
+    /// Only this sync mode (`always` or `default`); both when absent.
+    #[arg(long)]
+    mode: Option<String>,
+    /// Skip the identity measurements.
+    #[arg(long)]
+    no_identity: bool,
 }
 
-struct Phase {
-    name: &'static str,
-    ops: u64,
-    errors: u64,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
+/// Phase lengths.
+struct Plan {
+    raw: Duration,
+    levels: Vec<usize>,
+    level: Duration,
+    open: Duration,
+    e2e: Duration,
+    drain: Duration,
+    pilots: usize,
 }
 
-impl Phase {
-    fn per_sec(&self) -> f64 {
-        self.ops as f64 / self.elapsed.as_secs_f64()
-    }
-
-    fn pct(&self, p: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies[i]
-    }
-}
-
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
-/// Runs `op` from `concurrency` tasks for `duration`; collects latencies.
-async fn closed_loop<F, Fut>(name: &'static str, concurrency: usize, duration: Duration, op: F) -> Phase
-where
-    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
-    Fut: Future<Output = bool> + Send,
-{
-    let stop = Arc::new(AtomicBool::new(false));
-    let errors = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for worker in 0..concurrency {
-        let (stop, errors, op) = (stop.clone(), errors.clone(), op.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                if op(worker).await {
-                    lat.push(t.elapsed());
-                } else {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                }
+impl Plan {
+    fn new(quick: bool) -> Self {
+        let s = Duration::from_secs;
+        if quick {
+            Self { raw: s(2), levels: vec![32], level: s(2), open: s(2), e2e: s(4), drain: s(4), pilots: 16 }
+        } else {
+            Self {
+                raw: s(10),
+                levels: vec![1, 8, 32, 128],
+                level: s(8),
+                open: s(10),
+                e2e: s(30),
+                drain: s(20),
+                pilots: 64,
             }
-            lat
-        }));
+        }
     }
-    tokio::time::sleep(duration).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.unwrap_or_default());
+}
+
+/// Everything measured in one sync mode.
+pub struct ModeResult {
+    mode: SyncMode,
+    nats_version: String,
+    raw: Measured,
+    closed: Vec<(usize, Measured)>,
+    open_rate: f64,
+    open: Measured,
+    purged: u64,
+    e2e: EndToEnd,
+    rss_idle: Vec<(&'static str, f64)>,
+    rss_end: Vec<(&'static str, f64)>,
+    rss_peak: HashMap<&'static str, f64>,
+}
+
+async fn run_mode(
+    mode: SyncMode,
+    plan: &Plan,
+    args: &Args,
+    identity: &mut Option<IdentityFigures>,
+) -> anyhow::Result<ModeResult> {
+    eprintln!("== {} ==", mode.describe());
+    let nats = Nats::start(mode).await?;
+    let result = async {
+        let mut suite = Suite::start(&nats.url, mode.name()).await?;
+        let result = measure(mode, plan, args, identity, &nats, &mut suite).await;
+        suite.stop().await;
+        result
     }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    Phase { name, ops: latencies.len() as u64, errors: errors.load(Ordering::Relaxed), elapsed, latencies }
+    .await;
+    nats.stop().await;
+    result
+}
+
+async fn measure(
+    mode: SyncMode,
+    plan: &Plan,
+    args: &Args,
+    identity: &mut Option<IdentityFigures>,
+    nats: &Nats,
+    suite: &mut Suite,
+) -> anyhow::Result<ModeResult> {
+    let account = suite.account(&format!("owner-{}@bench.example.com", mode.name())).await?;
+    let pilots = suite.pilots(&account, plan.pilots).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut rss_idle = suite.rss();
+
+    if identity.is_none() && !args.no_identity {
+        eprintln!("identity: scrypt, Login, VerifySession");
+        let scale = if args.quick { 0.2 } else { 1.0 };
+        *identity = Some(phases::identity(suite, args.quick, |s| Duration::from_secs_f64(s * scale)).await?);
+    }
+
+    eprintln!("raw JetStream publish, {} in flight", phases::IN_FLIGHT);
+    let raw = phases::raw_publish(&nats.url, phases::IN_FLIGHT, plan.raw).await?;
+
+    let hooks = Hooks::new(suite.gateway_url()?, pilots)?;
+    // Warm-up: connections, the catalog's secret cache (not reported).
+    let _ = hooks.closed(8, Duration::from_secs(1)).await;
+    let mut closed = Vec::new();
+    for &c in &plan.levels {
+        eprintln!("webhooks, closed loop, {c} in flight");
+        closed.push((c, hooks.closed(c, plan.level).await));
+    }
+    // Open loop at the target throughput (half the raw publish rate), but never
+    // above 80 % of what the closed loops reached: an open loop beyond capacity
+    // only measures a growing queue.
+    let best = closed.iter().map(|(_, m)| m.per_sec()).fold(0.0, f64::max);
+    let open_rate = (raw.per_sec() * 0.5).min(best * 0.8).max(50.0).round();
+    eprintln!("webhooks, open loop at {open_rate}/s");
+    let open = hooks.open(open_rate, plan.open).await;
+
+    // The ingest phases ran without an executor (their triggers wait in the
+    // stream); they are dropped before the executor starts.
+    let purged = phases::purge_triggers(&nats.url).await?;
+    suite.start_executor().await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    if let Ok(executor) = suite.get("executor") {
+        rss_idle.push(("executor", executor.rss()));
+    }
+
+    let mut pids: Vec<(&'static str, u32)> =
+        suite.services.iter().filter_map(|s| s.pid().map(|p| (s.name, p))).collect();
+    if let Some(p) = nats.pid() {
+        pids.push(("nats-server", p));
+    }
+    let sampler = RssSampler::start(pids);
+    eprintln!("end to end at {}/s for {} s", args.e2e_rate, plan.e2e.as_secs());
+    let e2e = phases::end_to_end(suite, &nats.url, &hooks, args.e2e_rate, plan.e2e, plan.drain).await?;
+    let rss_end = suite.rss();
+    let rss_peak = sampler.finish().await;
+    Ok(ModeResult {
+        mode,
+        nats_version: nats.version.clone(),
+        raw,
+        closed,
+        open_rate,
+        open,
+        purged,
+        e2e,
+        rss_idle,
+        rss_end,
+        rss_peak,
+    })
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     bizops_telemetry::install_crypto_provider();
-    let scale = if args.quick { 0.3 } else { 1.0 };
-    let secs = |s: f64| Duration::from_secs_f64(s * scale);
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-
-    let db = bizops_testkit::TestDb::create(&MIGRATOR)
-        .await
-        .context("bench database (run scripts/dev-services)")?;
-    let key = bizops_authn::SigningKey::generate("bench")?;
-    let mut config = IdentityConfig {
-        grpc_addr: bizops_testkit::any_port(),
-        metrics_addr: bizops_testkit::any_port(),
-        scrypt: ScryptConfig::default(),
-        ..IdentityConfig::default()
+    let plan = Plan::new(args.quick);
+    let modes = match args.mode.as_deref() {
+        None => vec![SyncMode::Always, SyncMode::Default],
+        Some("always") => vec![SyncMode::Always],
+        Some("default") => vec![SyncMode::Default],
+        Some(other) => anyhow::bail!("--mode must be `always` or `default`, not {other:?}"),
     };
-    config.database.url = Some(db.url("bizops_identity").into());
-    config.database.system_url = Some(db.url("bizops_identity_system").into());
-    config.keys.signing_key = Some(key.to_secret_string());
-    config.login_limits.per_pair = u32::MAX;
-    config.login_limits.per_source = u32::MAX;
-    config.login_limits.per_email = u32::MAX;
-
-    // Hash time at production parameters, alone.
-    let hasher = identity::password::Hasher::new(&config.scrypt).await?;
-    let mut hash_times = Vec::new();
-    for _ in 0..5 {
-        let t = Instant::now();
-        hasher.hash("bench passphrase of seven words".to_owned().into()).await?;
-        hash_times.push(t.elapsed());
+    std::fs::create_dir_all(procs::scratch_dir()).context("creating .dev/bench")?;
+    let started = std::time::Instant::now();
+    let mut identity = None;
+    let mut results = Vec::new();
+    for mode in modes {
+        results.push(run_mode(mode, &plan, &args, &mut identity).await?);
     }
-    hash_times.sort();
-    drop(hasher);
-
-    let app = App::build(config).await?;
-    let addr = app.grpc_addr()?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async move {
-        let _ = stop_rx.await;
-    }));
-    let channel = Channel::from_shared(format!("http://{addr}"))?.connect().await?;
-    let client = IdentityServiceClient::new(channel);
-    let rss_idle = rss_mib();
-
-    let password = "bench passphrase of seven words";
-    let users = 16;
-    for i in 0..users {
-        client
-            .clone()
-            .register(pb::RegisterRequest {
-                email: format!("bench{i}@example.com"),
-                password: password.into(),
-                display_name: String::new(),
-            })
-            .await?;
-    }
-
-    let c = client.clone();
-    let logins = closed_loop("Login (scrypt N=2^17, r=8, p=1)", cores * 2, secs(10.0), move |w| {
-        let mut c = c.clone();
-        async move {
-            c.login(pb::LoginRequest {
-                email: format!("bench{}@example.com", w % users),
-                password: password.into(),
-            })
-            .await
-            .is_ok()
-        }
-    })
-    .await;
-
-    let token = client
-        .clone()
-        .login(pb::LoginRequest { email: "bench0@example.com".into(), password: password.into() })
-        .await?
-        .into_inner()
-        .session
-        .context("session")?
-        .token;
-    let c = client.clone();
-    let verifies = closed_loop("VerifySession (signature + session row)", 32, secs(10.0), move |_| {
-        let mut c = c.clone();
-        let token = token.clone();
-        async move { c.verify_session(pb::VerifySessionRequest { token }).await.is_ok() }
-    })
-    .await;
-    let rss_load = rss_mib();
-    let _ = stop_tx.send(());
-    let _ = server.await;
+    let machine = report::Machine::probe().await;
+    let text = report::markdown(&machine, &results, identity.as_ref(), args.quick, started.elapsed());
+    println!("\n{text}");
 
     let date = time::OffsetDateTime::now_utc().date();
-    println!("\nBizOps Pilot bench — identity ({}; {cores} cores; release build; in-process server)", date);
-    println!(
-        "{:<42} {:>10} {:>9} {:>9} {:>9} {:>7}",
-        "measurement", "ops/s", "p50 ms", "p99 ms", "p99.9 ms", "errors"
-    );
-    println!(
-        "{:<42} {:>10} {:>9.1} {:>9.1} {:>9} {:>7}",
-        "scrypt hash alone (median of 5)",
-        "-",
-        hash_times[2].as_secs_f64() * 1e3,
-        hash_times[4].as_secs_f64() * 1e3,
-        "-",
-        0
-    );
-    for p in [&logins, &verifies] {
-        println!(
-            "{:<42} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>7}",
-            p.name,
-            p.per_sec(),
-            p.pct(0.5).as_secs_f64() * 1e3,
-            p.pct(0.99).as_secs_f64() * 1e3,
-            p.pct(0.999).as_secs_f64() * 1e3,
-            p.errors
-        );
-    }
-    println!(
-        "RSS of bench process (server + load client): idle {rss_idle:.0} MiB, after load {rss_load:.0} MiB"
-    );
-
-    let json = serde_json::json!({
-        "date": date.to_string(),
-        "cores": cores,
-        "quick": args.quick,
-        "scrypt_hash_ms_median": hash_times[2].as_secs_f64() * 1e3,
-        "login": { "per_sec": logins.per_sec(), "p50_ms": logins.pct(0.5).as_secs_f64() * 1e3, "p99_ms": logins.pct(0.99).as_secs_f64() * 1e3, "errors": logins.errors },
-        "verify_session": { "per_sec": verifies.per_sec(), "p50_ms": verifies.pct(0.5).as_secs_f64() * 1e3, "p99_ms": verifies.pct(0.99).as_secs_f64() * 1e3, "errors": verifies.errors },
-        "rss_mib": { "idle": rss_idle, "after_load": rss_load },
-    });
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/results");
     std::fs::create_dir_all(dir)?;
-    let file = format!("{dir}/{date}-identity{}.json", if args.quick { "-quick" } else { "" });
+    let file = format!("{dir}/{date}{}.json", if args.quick { "-quick" } else { "" });
+    let json = report::json(&machine, &results, identity.as_ref(), args.quick, started.elapsed());
     std::fs::write(&file, serde_json::to_string_pretty(&json)?)?;
     println!("saved {file}");
+    if !args.quick {
+        let md = concat!(env!("CARGO_MANIFEST_DIR"), "/RESULTS.md");
+        std::fs::write(md, report::results_md(&text))?;
+        println!("saved {md}");
+    }
     Ok(())
 }
