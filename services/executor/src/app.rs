@@ -158,6 +158,7 @@ impl App {
             self.system.clone(),
             self.clock.clone(),
             config.runs.job_retention,
+            config.runs.max_per_pilot,
             config.runs.sweep_interval,
             stop.stopped(),
         )));

@@ -75,11 +75,13 @@ pub async fn approvals(system: SystemStore, events: Events, interval: Duration, 
     .await;
 }
 
-/// Deletes finished jobs (trigger payloads) older than the retention.
+/// Deletes finished jobs (trigger payloads) older than the retention, and
+/// finished runs beyond the newest `keep` of each Pilot.
 pub async fn sweeper(
     system: SystemStore,
     clock: Arc<dyn Clock>,
     retention: Duration,
+    keep: i64,
     interval: Duration,
     stopped: Stopped,
 ) {
@@ -90,6 +92,11 @@ pub async fn sweeper(
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "swept finished jobs past retention"),
                 Err(e) => tracing::warn!(error = %e, "job sweep failed"),
+            }
+            match system.prune_runs(keep).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "pruned finished runs beyond the per-Pilot cap"),
+                Err(e) => tracing::warn!(error = %e, "run prune failed"),
             }
         }
     })

@@ -48,7 +48,10 @@ impl SystemStore {
 
     /// Records triggers as jobs and runs in one transaction. A trigger whose
     /// (Pilot, key) exists already creates nothing (redelivery, duplicate webhook).
-    /// Keeps only the newest `keep` runs of each affected Pilot. Returns the new runs.
+    /// Keeps only the newest `keep` runs of each affected Pilot: older finished runs
+    /// are deleted. An older run still unfinished (queued, running, awaiting a
+    /// decision) is never deleted — that would lose an accepted trigger — and goes
+    /// with the next prune after it finishes. Returns the new runs.
     pub async fn intake(&self, runs: &[NewRun], keep: i64) -> Result<Vec<NewRun>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let mut created = Vec::new();
@@ -127,10 +130,13 @@ impl SystemStore {
         pilots.dedup();
         for pilot in pilots {
             sqlx::query!(
-                "DELETE FROM executor.runs WHERE pilot_id = $1 AND id IN (
+                "DELETE FROM executor.runs WHERE pilot_id = $1 AND status NOT IN ($3, $4, $5) AND id IN (
                      SELECT id FROM executor.runs WHERE pilot_id = $1 ORDER BY created_at DESC, id DESC OFFSET $2)",
                 pilot,
                 keep,
+                run::QUEUED,
+                run::RUNNING,
+                run::AWAITING_APPROVAL,
             )
             .execute(&mut *tx)
             .await?;
@@ -540,6 +546,25 @@ impl SystemStore {
         let done = sqlx::query!("DELETE FROM executor.jobs WHERE finished_at < $1", before)
             .execute(&self.pool)
             .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Deletes finished runs beyond the newest `keep` of every Pilot (those the
+    /// intake could not delete yet because they were unfinished then).
+    pub async fn prune_runs(&self, keep: i64) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query!(
+            "DELETE FROM executor.runs WHERE status NOT IN ($2, $3, $4) AND id IN (
+                 SELECT id FROM (
+                     SELECT id, row_number() OVER (PARTITION BY pilot_id ORDER BY created_at DESC, id DESC) AS n
+                     FROM executor.runs) ranked
+                 WHERE n > $1)",
+            keep,
+            run::QUEUED,
+            run::RUNNING,
+            run::AWAITING_APPROVAL,
+        )
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 

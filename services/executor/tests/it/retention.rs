@@ -56,6 +56,68 @@ async fn the_101st_run_deletes_the_oldest() {
     let _ = exec;
 }
 
+/// An accepted trigger is never lost to the cap: runs still unfinished (here
+/// awaiting a decision) stay beyond it, and go once they finish.
+#[tokio::test]
+async fn unfinished_runs_beyond_the_cap_stay_until_they_finish() {
+    use bizops_proto::{
+        catalog::v1::{self as cpb, step::Kind},
+        executor::v1 as pb,
+    };
+    let env = Env::new().await;
+    let mut config = env.config();
+    config.runs.max_per_pilot = 2;
+    let exec = env.start(config).await;
+    let owner = owner();
+    let token = env.user(owner);
+    let ask = Kind::Approval(cpb::ApprovalStep { message: "ok?".into(), expires_after_seconds: 0 });
+    let pilot = env.pilot(owner.as_uuid(), vec![step("ask", ask)]);
+    let pool = env.superuser().await;
+    let waiting = || async {
+        sqlx::query_scalar::<_, uuid::Uuid>(
+            "SELECT id FROM executor.runs WHERE pilot_id = $1 AND status = $2 ORDER BY created_at, id",
+        )
+        .bind(pilot)
+        .bind(ev::RunStatus::AwaitingApproval as i16)
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    };
+    for (i, n) in (1..=4).enumerate() {
+        env.trigger(owner.as_uuid(), pilot, &format!("u{i}"), serde_json::json!({})).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while waiting().await.len() < n {
+            assert!(tokio::time::Instant::now() < deadline, "run {n} did not pause");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await; // more than a sweep interval
+    let runs = waiting().await;
+    assert_eq!(runs.len(), 4, "no unfinished run is deleted for the cap of 2");
+
+    // The oldest finishes (cancelled): the sweep deletes it; the other three wait on.
+    exec.client
+        .clone()
+        .cancel_run(authed(&token, pb::CancelRunRequest { run_id: runs[0].to_string() }))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM executor.runs WHERE pilot_id = $1")
+            .bind(pilot)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        if !left.contains(&runs[0]) {
+            assert_eq!(left.len(), 3, "only the finished run beyond the cap went");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the finished run beyond the cap was not pruned");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = exec;
+}
+
 #[tokio::test]
 async fn finished_jobs_older_than_the_retention_are_swept() {
     let env = Env::new().await;
