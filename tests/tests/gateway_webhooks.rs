@@ -115,7 +115,7 @@ async fn an_accepted_webhook_is_stored_before_the_202_and_runs_when_the_executor
     r.assert(StatusCode::ACCEPTED);
     assert!(r.set_cookies().is_empty());
     let trigger_id: Uuid = r.json()["trigger_id"].as_str().unwrap().parse().unwrap();
-    assert_eq!(trigger_id.get_version_num(), 7);
+    assert_eq!(trigger_id.get_version_num(), 8, "derived from the Pilot and the webhook-id");
 
     let stream = suite.js.get_stream(suite.subjects.triggers_stream()).await.unwrap();
     let message = stream

@@ -253,16 +253,17 @@ pub enum DbRole {
 
 impl DatabaseConfig {
     /// The URL for `role` of service `svc` (e.g. `"identity"`): the configured one,
-    /// else the local default `postgres://bizops_<svc>…@127.0.0.1:5432/bizops`.
+    /// else the local default `postgres://bizops_<svc>…@127.0.0.1:5432/bizops?sslmode=disable`
+    /// (loopback: TLS would only cost CPU; production URLs name their own `sslmode`).
     pub fn url(&self, svc: &str, role: DbRole) -> SecretString {
         let (configured, user) = match role {
             DbRole::Service => (&self.url, format!("bizops_{svc}")),
             DbRole::System => (&self.system_url, format!("bizops_{svc}_system")),
             DbRole::Migrator => (&self.migrate_url, "bizops_migrator".to_owned()),
         };
-        configured
-            .clone()
-            .unwrap_or_else(|| SecretString::from(format!("postgres://{user}@127.0.0.1:5432/bizops")))
+        configured.clone().unwrap_or_else(|| {
+            SecretString::from(format!("postgres://{user}@127.0.0.1:5432/bizops?sslmode=disable"))
+        })
     }
 }
 
@@ -416,15 +417,15 @@ mod tests {
         let db = DatabaseConfig::default();
         assert_eq!(
             db.url("identity", DbRole::Service).expose_secret(),
-            "postgres://bizops_identity@127.0.0.1:5432/bizops"
+            "postgres://bizops_identity@127.0.0.1:5432/bizops?sslmode=disable"
         );
         assert_eq!(
             db.url("identity", DbRole::System).expose_secret(),
-            "postgres://bizops_identity_system@127.0.0.1:5432/bizops"
+            "postgres://bizops_identity_system@127.0.0.1:5432/bizops?sslmode=disable"
         );
         assert_eq!(
             db.url("vault", DbRole::Migrator).expose_secret(),
-            "postgres://bizops_migrator@127.0.0.1:5432/bizops"
+            "postgres://bizops_migrator@127.0.0.1:5432/bizops?sslmode=disable"
         );
         let set = DatabaseConfig { url: Some("postgres://x".into()), ..Default::default() };
         assert_eq!(set.url("identity", DbRole::Service).expose_secret(), "postgres://x");

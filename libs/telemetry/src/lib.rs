@@ -33,9 +33,12 @@ impl Drop for TelemetryGuard {
 }
 
 /// Installs the global tracing subscriber: an `EnvFilter`, log lines in the chosen
-/// format on stdout, and an OpenTelemetry layer. Spans always get W3C trace ids, so
-/// context propagates across services; they are exported over OTLP/gRPC only when
-/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the standard OpenTelemetry variable).
+/// format on stdout, and — when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, the standard OpenTelemetry variables) is
+/// set — an OpenTelemetry layer whose spans carry W3C trace context across services
+/// and are exported over OTLP/gRPC. Without an endpoint no OpenTelemetry span is
+/// built at all (spans nobody exports would cost CPU on every request), and no
+/// trace context is sent.
 ///
 /// `service` is also the OpenTelemetry `service.name`. `RUST_LOG`, when set,
 /// overrides the configured filter.
@@ -44,9 +47,8 @@ pub fn init(service: &'static str, log: &LogConfig) -> anyhow::Result<TelemetryG
         Ok(directives) if !directives.is_empty() => EnvFilter::try_new(directives)?,
         _ => EnvFilter::try_new(&log.filter)?,
     };
-    let provider = tracer_provider(service)?;
-    let tracer = provider.tracer(service);
-    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+    let (provider, exporting) = tracer_provider(service)?;
+    let otel = exporting.then(|| tracing_opentelemetry::layer().with_tracer(provider.tracer(service)));
     let fmt = match log.format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
@@ -60,7 +62,8 @@ pub fn init(service: &'static str, log: &LogConfig) -> anyhow::Result<TelemetryG
     Ok(TelemetryGuard { provider })
 }
 
-fn tracer_provider(service: &'static str) -> anyhow::Result<SdkTracerProvider> {
+/// The tracer provider, and whether it exports.
+fn tracer_provider(service: &'static str) -> anyhow::Result<(SdkTracerProvider, bool)> {
     let resource = Resource::builder().with_service_name(service).build();
     let builder = SdkTracerProvider::builder().with_resource(resource);
     let endpoint_set = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_ok_and(|v| !v.is_empty())
@@ -70,7 +73,7 @@ fn tracer_provider(service: &'static str) -> anyhow::Result<SdkTracerProvider> {
     } else {
         builder.build()
     };
-    Ok(provider)
+    Ok((provider, endpoint_set))
 }
 
 /// Installs ring as the process-wide rustls crypto provider. Every binary calls this

@@ -134,6 +134,7 @@ impl App {
             clients: self.clients.clone(),
             engine: engine.clone(),
             keep: config.runs.max_per_pilot,
+            unpruned: std::sync::Arc::default(),
         };
         tasks.push(tokio::spawn(intake.run(stop.stopped())));
         tasks.push(tokio::spawn(intake::pilot_deleted(

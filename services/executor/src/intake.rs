@@ -45,6 +45,8 @@ pub struct Intake {
     pub engine: Engine,
     /// Runs kept per Pilot.
     pub keep: i64,
+    /// Runs taken in per Pilot since its history was last pruned.
+    pub unpruned: std::sync::Arc<std::sync::Mutex<HashMap<Uuid, i64>>>,
 }
 
 impl Intake {
@@ -203,7 +205,24 @@ impl Intake {
         if runs.is_empty() {
             return;
         }
-        match self.system.intake(&runs, self.keep).await {
+        // Pruning a Pilot's history walks its newest `keep` runs, so it is done
+        // once per `keep / 10` new runs of that Pilot, not in every batch; the
+        // history may hold up to a tenth more for a moment.
+        let prune: Vec<Uuid> = match self.unpruned.lock() {
+            Ok(mut counts) => {
+                let every = (self.keep / 10).max(1);
+                for r in &runs {
+                    *counts.entry(r.pilot_id).or_default() += 1;
+                }
+                let due: Vec<Uuid> = counts.iter().filter(|(_, n)| **n >= every).map(|(p, _)| *p).collect();
+                for p in &due {
+                    counts.remove(p);
+                }
+                due
+            }
+            Err(_) => runs.iter().map(|r| r.pilot_id).collect(),
+        };
+        match self.system.intake(&runs, self.keep, &prune).await {
             Ok(created) => {
                 for msg in &to_ack {
                     let _ = msg.ack().await;

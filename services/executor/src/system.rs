@@ -48,52 +48,62 @@ impl SystemStore {
 
     /// Records triggers as jobs and runs in one transaction. A trigger whose
     /// (Pilot, key) exists already creates nothing (redelivery, duplicate webhook).
-    /// Keeps only the newest `keep` runs of each affected Pilot: older finished runs
-    /// are deleted. An older run still unfinished (queued, running, awaiting a
+    /// Keeps only the newest `keep` runs of each Pilot in `prune`: older finished
+    /// runs are deleted. An older run still unfinished (queued, running, awaiting a
     /// decision) is never deleted — that would lose an accepted trigger — and goes
     /// with the next prune after it finishes. Returns the new runs.
-    pub async fn intake(&self, runs: &[NewRun], keep: i64) -> Result<Vec<NewRun>, sqlx::Error> {
+    pub async fn intake(
+        &self,
+        runs: &[NewRun],
+        keep: i64,
+        prune: &[Uuid],
+    ) -> Result<Vec<NewRun>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        // The whole batch in two statements: jobs, then the runs of the jobs.
+        sqlx::query!(
+            "INSERT INTO executor.jobs (id, owner_id, pilot_id, idempotency_key, source, payload, content_type, accepted_at)
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::int2[], $6::bytea[], $7::text[],
+                                  $8::timestamptz[])
+             ON CONFLICT (pilot_id, idempotency_key) DO NOTHING",
+            runs.iter().map(|r| r.trigger_id).collect::<Vec<Uuid>>() as _,
+            runs.iter().map(|r| r.owner_id).collect::<Vec<Uuid>>() as _,
+            runs.iter().map(|r| r.pilot_id).collect::<Vec<Uuid>>() as _,
+            runs.iter().map(|r| r.idempotency_key.clone()).collect::<Vec<String>>() as _,
+            runs.iter().map(|r| r.source).collect::<Vec<i16>>() as _,
+            runs.iter().map(|r| r.payload.clone()).collect::<Vec<Vec<u8>>>() as _,
+            runs.iter().map(|r| r.content_type.clone()).collect::<Vec<String>>() as _,
+            runs.iter().map(|r| r.accepted_at).collect::<Vec<OffsetDateTime>>() as _,
+        )
+        .execute(&mut *tx)
+        .await?;
+        let inserted: std::collections::HashSet<Uuid> = sqlx::query_scalar!(
+            "INSERT INTO executor.runs (id, owner_id, pilot_id, pilot_version, idempotency_key, job_id, trigger_id,
+                                        source, status, created_at, replay_of_run_id)
+             SELECT r.id, r.owner_id, r.pilot_id, r.pilot_version, r.key, j.id, r.trigger_id, r.source, $9,
+                    r.created_at, r.replay_of
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::int8[], $5::text[], $6::uuid[], $7::int2[],
+                         $8::timestamptz[], $10::uuid[])
+                  AS r(id, owner_id, pilot_id, pilot_version, key, trigger_id, source, created_at, replay_of)
+             JOIN executor.jobs j ON j.pilot_id = r.pilot_id AND j.idempotency_key = r.key
+             ON CONFLICT (pilot_id, idempotency_key) DO NOTHING
+             RETURNING id",
+            runs.iter().map(|r| r.run_id).collect::<Vec<Uuid>>() as _,
+            runs.iter().map(|r| r.owner_id).collect::<Vec<Uuid>>() as _,
+            runs.iter().map(|r| r.pilot_id).collect::<Vec<Uuid>>() as _,
+            runs.iter().map(|r| r.pilot_version).collect::<Vec<i64>>() as _,
+            runs.iter().map(|r| r.idempotency_key.clone()).collect::<Vec<String>>() as _,
+            runs.iter().map(|r| r.trigger_id).collect::<Vec<Uuid>>() as _,
+            runs.iter().map(|r| r.source).collect::<Vec<i16>>() as _,
+            runs.iter().map(|r| r.accepted_at).collect::<Vec<OffsetDateTime>>() as _,
+            run::QUEUED,
+            runs.iter().map(|r| r.replay.as_ref().map(|(orig, _)| *orig)).collect::<Vec<Option<Uuid>>>() as _,
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
         let mut created = Vec::new();
-        for r in runs {
-            sqlx::query!(
-                "INSERT INTO executor.jobs (id, owner_id, pilot_id, idempotency_key, source, payload, content_type, accepted_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (pilot_id, idempotency_key) DO NOTHING",
-                r.trigger_id,
-                r.owner_id,
-                r.pilot_id,
-                r.idempotency_key,
-                r.source,
-                r.payload,
-                r.content_type,
-                r.accepted_at,
-            )
-            .execute(&mut *tx)
-            .await?;
-            let inserted = sqlx::query_scalar!(
-                "INSERT INTO executor.runs (id, owner_id, pilot_id, pilot_version, idempotency_key, job_id, trigger_id,
-                                            source, status, created_at, replay_of_run_id)
-                 SELECT $1, $2, $3, $4, $5, j.id, $6, $7, $8, $9, $10
-                 FROM executor.jobs j WHERE j.pilot_id = $3 AND j.idempotency_key = $5
-                 ON CONFLICT (pilot_id, idempotency_key) DO NOTHING
-                 RETURNING id",
-                r.run_id,
-                r.owner_id,
-                r.pilot_id,
-                r.pilot_version,
-                r.idempotency_key,
-                r.trigger_id,
-                r.source,
-                run::QUEUED,
-                r.accepted_at,
-                r.replay.as_ref().map(|(orig, _)| *orig),
-            )
-            .fetch_optional(&mut *tx)
-            .await?;
-            if inserted.is_none() {
-                continue;
-            }
+        for r in runs.iter().filter(|r| inserted.contains(&r.run_id)) {
             if let Some((original, Some(from_key))) = &r.replay {
                 // Resume a replay at the failed step: earlier results are copied.
                 let from_idx = sqlx::query_scalar!(
@@ -125,10 +135,7 @@ impl SystemStore {
             }
             created.push(r.clone());
         }
-        let mut pilots: Vec<Uuid> = created.iter().map(|r| r.pilot_id).collect();
-        pilots.sort();
-        pilots.dedup();
-        for pilot in pilots {
+        for &pilot in prune {
             sqlx::query!(
                 "DELETE FROM executor.runs WHERE pilot_id = $1 AND status NOT IN ($3, $4, $5) AND id IN (
                      SELECT id FROM executor.runs WHERE pilot_id = $1 ORDER BY created_at DESC, id DESC OFFSET $2)",
@@ -148,44 +155,43 @@ impl SystemStore {
     /// Takes (or renews) the lease of a run that is queued or running and not held
     /// by a live executor; returns what is needed to execute it.
     pub async fn claim(&self, id: Uuid, me: &str, lease: Duration) -> Result<Option<Claimed>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        // One statement: the lease, the payload and the finished steps' outputs.
         let row = sqlx::query!(
-            "UPDATE executor.runs
+            r#"UPDATE executor.runs r
              SET lease_owner = $2, lease_until = now() + $3, status = $5,
-                 started_at = COALESCE(started_at, now())
-             WHERE id = $1 AND status IN ($4, $5)
-               AND (lease_owner IS NULL OR lease_until < now() OR lease_owner = $2)
-             RETURNING owner_id, pilot_id, pilot_version, next_step, job_id",
+                 started_at = COALESCE(r.started_at, now())
+             WHERE r.id = $1 AND r.status IN ($4, $5)
+               AND (r.lease_owner IS NULL OR r.lease_until < now() OR r.lease_owner = $2)
+             RETURNING r.owner_id, r.pilot_id, r.pilot_version, r.next_step,
+                 (SELECT j.payload FROM executor.jobs j WHERE j.id = r.job_id) AS payload,
+                 (SELECT j.content_type FROM executor.jobs j WHERE j.id = r.job_id) AS content_type,
+                 (SELECT jsonb_agg(jsonb_build_array(s.idx, s.step_key, s.output) ORDER BY s.idx)
+                  FROM executor.step_runs s WHERE s.run_id = r.id AND s.status = $6) AS outputs"#,
             id,
             me,
             interval(lease),
             run::QUEUED,
             run::RUNNING,
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            tx.rollback().await?;
-            return Ok(None);
-        };
-        let payload = match row.job_id {
-            Some(job) => sqlx::query!("SELECT payload, content_type FROM executor.jobs WHERE id = $1", job)
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|j| (j.payload, j.content_type)),
-            None => None,
-        };
-        let outputs = sqlx::query!(
-            "SELECT idx, step_key, output FROM executor.step_runs WHERE run_id = $1 AND status = $2 ORDER BY idx",
-            id,
             step::SUCCEEDED,
         )
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|s| (s.idx, s.step_key, s.output))
-        .collect();
-        tx.commit().await?;
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let payload = row.payload.zip(row.content_type);
+        let outputs = match row.outputs {
+            Some(Value::Array(steps)) => steps
+                .into_iter()
+                .filter_map(|s| {
+                    let idx = i32::try_from(s.get(0)?.as_i64()?).ok()?;
+                    let key = s.get(1)?.as_str()?.to_owned();
+                    let output = s.get(2).filter(|o| !o.is_null()).cloned();
+                    Some((idx, key, output))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         Ok(Some(Claimed {
             id,
             owner_id: row.owner_id,
@@ -400,38 +406,57 @@ impl SystemStore {
         error: Option<&str>,
         steps: &[StepRecord],
     ) -> Result<Option<RunState>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        // One statement (so one round trip, committed on its own): the run's end,
+        // its steps, its job. Nothing is written unless the run is still ours.
         let state = sqlx::query!(
-            "UPDATE executor.runs
-             SET status = $3, error = $4, finished_at = now(), lease_owner = NULL, lease_until = NULL,
-                 event_seq = event_seq + 1 + $6
-             WHERE id = $1 AND lease_owner = $2 AND status = $5
-             RETURNING owner_id, pilot_id, event_seq, job_id",
+            "WITH run AS (
+                 UPDATE executor.runs
+                 SET status = $3, error = $4, finished_at = now(), lease_owner = NULL, lease_until = NULL,
+                     event_seq = event_seq + 1 + $6
+                 WHERE id = $1 AND lease_owner = $2 AND status = $5
+                 RETURNING owner_id, pilot_id, event_seq, job_id
+             ), steps AS (
+                 INSERT INTO executor.step_runs (run_id, idx, owner_id, step_key, kind, status, attempts, provider,
+                                                 output, output_truncated, error, started_at, finished_at)
+                 SELECT $1, s.idx, run.owner_id, s.step_key, s.kind, s.status, s.attempts, s.provider, s.output,
+                        s.output_truncated, s.error, s.started_at, s.finished_at
+                 FROM run, UNNEST($7::int4[], $8::text[], $9::text[], $10::int2[], $11::int4[], $12::text[],
+                                  $13::jsonb[], $14::bool[], $15::text[], $16::timestamptz[], $17::timestamptz[])
+                      AS s(idx, step_key, kind, status, attempts, provider, output, output_truncated, error,
+                           started_at, finished_at)
+                 ON CONFLICT (run_id, idx) DO UPDATE SET
+                     status = EXCLUDED.status, attempts = EXCLUDED.attempts, provider = EXCLUDED.provider,
+                     output = EXCLUDED.output, output_truncated = EXCLUDED.output_truncated, error = EXCLUDED.error,
+                     started_at = COALESCE(executor.step_runs.started_at, EXCLUDED.started_at),
+                     finished_at = EXCLUDED.finished_at
+             ), job AS (
+                 UPDATE executor.jobs SET finished_at = now()
+                 WHERE id = (SELECT job_id FROM run) AND finished_at IS NULL
+             )
+             SELECT owner_id, pilot_id, event_seq FROM run",
             run_id,
             me,
             status,
             error,
             run::RUNNING,
             i64::try_from(steps.len()).unwrap_or(i64::MAX),
+            steps.iter().map(|s| s.idx).collect::<Vec<i32>>() as _,
+            steps.iter().map(|s| s.key.clone()).collect::<Vec<String>>() as _,
+            steps.iter().map(|s| s.kind.to_owned()).collect::<Vec<String>>() as _,
+            steps.iter().map(|s| s.status).collect::<Vec<i16>>() as _,
+            steps.iter().map(|s| s.attempts).collect::<Vec<i32>>() as _,
+            steps.iter().map(|s| s.provider.clone()).collect::<Vec<Option<String>>>() as _,
+            steps.iter().map(|s| s.output.clone()).collect::<Vec<Option<Value>>>() as _,
+            steps.iter().map(|s| s.truncated).collect::<Vec<bool>>() as _,
+            steps.iter().map(|s| s.error.clone()).collect::<Vec<Option<String>>>() as _,
+            steps.iter().map(|s| s.started_at).collect::<Vec<Option<OffsetDateTime>>>() as _,
+            steps.iter().map(|s| s.finished_at).collect::<Vec<Option<OffsetDateTime>>>() as _,
         )
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&self.pool)
         .await?;
         let Some(state) = state else {
-            tx.rollback().await?;
             return Ok(None);
         };
-        for rec in steps {
-            upsert_step(&mut tx, run_id, state.owner_id, rec).await?;
-        }
-        if let Some(job) = state.job_id {
-            sqlx::query!(
-                "UPDATE executor.jobs SET finished_at = now() WHERE id = $1 AND finished_at IS NULL",
-                job
-            )
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
         Ok(Some(RunState {
             id: run_id,
             owner_id: state.owner_id,

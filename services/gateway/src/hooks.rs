@@ -5,7 +5,9 @@
 //! limit (charged only for verified requests), then a `bizops.events.v1.Trigger`
 //! is published to `<P>.triggers.<owner>.<pilot>` with `Nats-Msg-Id` =
 //! `<pilot_id>:<key>`, and `202 {"trigger_id"}` is answered only once JetStream
-//! has acknowledged it. Unknown Pilot, bad signature and disabled Pilot (the
+//! has acknowledged it. The trigger id is derived from the Pilot and the key, so
+//! a repeated delivery (a sender retrying after a 503 whose first attempt was
+//! stored after all) is answered with the id of the one run it makes. Unknown Pilot, bad signature and disabled Pilot (the
 //! catalog's stable codes) get the same 401; any other failure of the catalog is
 //! a 503 with `Retry-After`. The body is never logged; no cookie is ever read here.
 
@@ -19,7 +21,6 @@ use axum::{
 use bizops_errors::{Error, ErrorCode};
 use bizops_proto::{catalog::v1 as catalog, events::v1 as events};
 use bytes::Bytes;
-use prost::Message as _;
 use time::OffsetDateTime;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -166,7 +167,7 @@ async fn ingest(
         .map(|v| v.chars().take(200).collect())
         .unwrap_or_else(|| "application/octet-stream".to_owned());
     let trigger = events::Trigger {
-        trigger_id: Uuid::now_v7().to_string(),
+        trigger_id: trigger_id(pilot, &key).to_string(),
         owner_id: owner.to_string(),
         pilot_id: pilot.to_string(),
         pilot_version: verified.pilot_version,
@@ -185,13 +186,8 @@ async fn ingest(
         Ok(Err(e)) => return Err(unavailable(e)),
         Err(_) => return Err(unavailable(std::io::Error::other("JetStream did not acknowledge in time"))),
     };
-    let trigger_id = if published.duplicate {
-        outcome("duplicate");
-        original_trigger_id(&st, published.sequence).await.unwrap_or(trigger.trigger_id)
-    } else {
-        outcome("accepted");
-        trigger.trigger_id
-    };
+    outcome(if published.duplicate { "duplicate" } else { "accepted" });
+    let trigger_id = trigger.trigger_id;
     tracing::info!(trigger_id = %trigger_id, duplicate = published.duplicate, "webhook accepted");
     Ok((StatusCode::ACCEPTED, Json(TriggerAccepted { trigger_id })).into_response())
 }
@@ -245,11 +241,32 @@ async fn verify(
     }
 }
 
-/// The trigger id of the message a duplicate was matched to, when it is still
-/// in the stream (the executor removes triggers once it has taken them in).
-async fn original_trigger_id(st: &Shared, sequence: u64) -> Option<String> {
-    let stream = st.jetstream.get_stream(st.subjects.triggers_stream()).await.ok()?;
-    let message = stream.get_raw_message(sequence).await.ok()?;
-    let original = events::Trigger::decode(message.payload.as_ref()).ok()?;
-    Some(original.trigger_id)
+/// The trigger id of a webhook: a UUID (version 8) from SHA-256 of the Pilot id
+/// and the idempotency key. Every delivery of one message has the same id — also
+/// after the stream's duplicate window, and after the executor took the first one
+/// in (the executor makes one run per Pilot and key).
+fn trigger_id(pilot: Uuid, key: &str) -> Uuid {
+    use sha2::Digest as _;
+    let mut hash = sha2::Sha256::new();
+    hash.update(b"bizops.webhook-trigger.v1\0");
+    hash.update(pilot.as_bytes());
+    hash.update(key.as_bytes());
+    let digest = hash.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_webhooks_trigger_id_is_the_same_for_every_delivery_and_differs_per_pilot_and_key() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        assert_eq!(trigger_id(a, "msg_1"), trigger_id(a, "msg_1"));
+        assert_ne!(trigger_id(a, "msg_1"), trigger_id(a, "msg_2"));
+        assert_ne!(trigger_id(a, "msg_1"), trigger_id(b, "msg_1"));
+        assert_eq!(trigger_id(a, "msg_1").get_version_num(), 8);
+    }
 }
