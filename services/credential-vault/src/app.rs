@@ -69,6 +69,7 @@ impl App {
             rotator: rotator.clone(),
             limits: config.limits.clone(),
             key_admins: config.key_admins.clone(),
+            absence: Arc::default(),
         };
         Ok(Self { server, vault, auth, rotator })
     }

@@ -73,6 +73,8 @@ pub struct Vault<S> {
     pub(crate) rotator: Rotator,
     pub(crate) limits: LimitsConfig,
     pub(crate) key_admins: Vec<String>,
+    /// Remembered absence of credentials (see [`crate::absence`]).
+    pub(crate) absence: Arc<crate::absence::Absence>,
 }
 
 fn info_pb(m: &CredentialMeta) -> pb::CredentialInfo {
@@ -184,6 +186,7 @@ impl<S: CredentialStore> Vault<S> {
                 },
             )
             .await?;
+        self.absence.stored(owner.as_uuid());
         metrics::counter!("vault_credentials_put_total", "kind" => connector.name()).increment(1);
         tracing::info!(owner_id = %owner, credential_id = %meta.id, name = %meta.name, kind = connector.name(),
             kek_version = keys.active_version(), "credential stored");
@@ -278,7 +281,14 @@ impl<S: CredentialStore> Vault<S> {
                 names.push(name.0);
             }
         }
+        if self.absence.is_absent(owner.as_uuid(), &names) {
+            return Ok(pb::ResolveForRunResponse { credentials: Vec::new(), missing: names });
+        }
+        let generation = self.absence.generation();
         let rows = self.store.sealed(owner, &names).await?;
+        if rows.is_empty() {
+            self.absence.remember(owner.as_uuid(), names.clone(), generation);
+        }
         // Every value stays in its own wiped-on-drop decryption buffer until the
         // response is built, so an error below (another row, mark_used) wipes the
         // values already decrypted.

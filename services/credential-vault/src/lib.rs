@@ -8,6 +8,7 @@
 //! rewrap jobs.
 #![forbid(unsafe_code)]
 
+pub mod absence;
 pub mod app;
 pub mod config;
 pub mod connectors;

@@ -42,6 +42,9 @@ fn channel(url: &str) -> anyhow::Result<Channel> {
 pub struct Version {
     /// Its content.
     pub spec: Arc<cpb::PilotSpec>,
+    /// The credential names its steps use (worked out once per version: it
+    /// parses every template).
+    pub credential_names: Arc<Vec<String>>,
 }
 
 /// What the catalog said about a version.
@@ -109,7 +112,9 @@ impl Clients {
         match self.catalog.clone().get_version_for_run(request).await {
             Ok(response) => {
                 let spec = response.into_inner().version.and_then(|v| v.spec).unwrap_or_default();
-                let v = Version { spec: Arc::new(spec) };
+                let credential_names =
+                    Arc::new(crate::template::credential_names(&spec).into_iter().collect());
+                let v = Version { spec: Arc::new(spec), credential_names };
                 if let Ok(mut m) = self.versions.lock() {
                     if m.len() > 10_000 {
                         m.clear();

@@ -296,14 +296,13 @@ impl Engine {
                 }
                 Err(status) => anyhow::bail!("the catalog answered {}", status.code()),
             };
-        let spec = version.spec;
+        let (spec, names) = (version.spec, version.credential_names);
         let Some((payload, content_type)) = claimed.payload.clone() else {
             return self.finish(id, run::FAILED, Some("the trigger payload is gone (kept 7 days)")).await;
         };
 
         // This run's credentials, and the redactor that hides them everywhere.
-        let names: Vec<String> = template::credential_names(&spec).into_iter().collect();
-        let resolved = match self.inner.clients.resolve(claimed.owner_id, id, names).await {
+        let resolved = match self.inner.clients.resolve(claimed.owner_id, id, names.to_vec()).await {
             Ok(r) => r,
             Err(status)
                 if status.code() == tonic::Code::Unavailable

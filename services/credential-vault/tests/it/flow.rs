@@ -270,3 +270,20 @@ async fn resolve_validates_its_request() {
     let empty = v.resolve(ann.owner, &[]).await.unwrap();
     assert!(empty.credentials.is_empty() && empty.missing.is_empty());
 }
+
+/// A run that found no key is remembered for a moment (no database work for the
+/// next runs); a key connected right after is used by the very next run, and a
+/// disconnected one is gone for the very next run.
+#[tokio::test]
+async fn a_key_connected_after_a_run_found_none_is_used_at_once_and_a_removed_one_is_gone_at_once() {
+    let v = Vault::start().await;
+    let ann = v.new_user();
+    for _ in 0..2 {
+        assert_eq!(v.resolve(ann.owner, &["anthropic"]).await.unwrap().missing, ["anthropic"]);
+    }
+    let key = "sk-ant-api03-connected-after-a-run-0000000000";
+    v.put(&ann, "anthropic", ConnectorKind::Anthropic, key).await.unwrap();
+    assert_eq!(v.value_of(ann.owner, "anthropic").await.unwrap(), key);
+    v.delete(&ann, "anthropic").await.unwrap();
+    assert_eq!(v.resolve(ann.owner, &["anthropic"]).await.unwrap().missing, ["anthropic"]);
+}
