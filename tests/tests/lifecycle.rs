@@ -201,10 +201,13 @@ async fn deleting_an_account_removes_everything_everywhere_while_webhooks_keep_c
     // Everything the policy names exists for the victim: Pilots, runs, a pending
     // approval, queued triggers (jobs not started yet), credentials, sessions.
     let pool = suite.superuser().await;
+    // (A run taken in is leased to the executor at once; one waiting for a free
+    // slot has no step started yet.)
     eventually("queued jobs for the victim", Duration::from_secs(20), || async {
         let queued: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM executor.jobs j WHERE j.owner_id = $1 AND j.finished_at IS NULL
-               AND NOT EXISTS (SELECT 1 FROM executor.runs r WHERE r.job_id = j.id AND r.status <> 1)",
+            "SELECT count(*) FROM executor.jobs j JOIN executor.runs r ON r.job_id = j.id
+             WHERE j.owner_id = $1 AND j.finished_at IS NULL AND r.status IN (1, 2)
+               AND NOT EXISTS (SELECT 1 FROM executor.step_runs s WHERE s.run_id = r.id)",
         )
         .bind(victim.owner)
         .fetch_one(&pool)

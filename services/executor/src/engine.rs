@@ -50,7 +50,7 @@ struct Inner {
     http: reqwest::Client,
     permits: Arc<Semaphore>,
     running: Mutex<HashSet<Uuid>>,
-    queue: mpsc::UnboundedSender<(Uuid, tracing::Span)>,
+    queue: mpsc::UnboundedSender<Queued>,
 }
 
 /// How a step ended.
@@ -74,7 +74,7 @@ impl Engine {
         clients: Clients,
         events: Events,
         guard: Guard,
-    ) -> anyhow::Result<(Self, mpsc::UnboundedReceiver<(Uuid, tracing::Span)>)> {
+    ) -> anyhow::Result<(Self, mpsc::UnboundedReceiver<Queued>)> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
@@ -103,18 +103,34 @@ impl Engine {
         &self.inner.me
     }
 
+    /// How long a run's lease lasts.
+    pub fn lease(&self) -> Duration {
+        self.inner.config.runs.lease
+    }
+
     /// Asks for `run` to be executed here soon. The run's span is a child of the
     /// current span, so a run continues the trace of whatever queued it (the
     /// trigger's, carried over NATS, or an approval's RPC).
     pub fn enqueue(&self, run: Uuid) {
-        let _ = self.inner.queue.send((run, tracing::Span::current()));
+        let _ = self.inner.queue.send(Queued { id: run, parent: tracing::Span::current(), claimed: None });
+    }
+
+    /// Like [`Engine::enqueue`] for a run the intake created already leased to
+    /// this executor: executing it needs no claim, as long as it starts before
+    /// `valid_until` (well within the lease); after that it is claimed as usual.
+    pub fn enqueue_claimed(&self, claimed: Claimed, valid_until: Instant) {
+        let _ = self.inner.queue.send(Queued {
+            id: claimed.id,
+            parent: tracing::Span::current(),
+            claimed: Some((claimed, valid_until)),
+        });
     }
 
     /// Runs queued runs, at most `runs.concurrency` at once, until `stopped`;
     /// then waits up to `grace` for the runs in flight.
     pub async fn dispatch(
         self,
-        mut rx: mpsc::UnboundedReceiver<(Uuid, tracing::Span)>,
+        mut rx: mpsc::UnboundedReceiver<Queued>,
         stopped: bizops_runtime::Stopped,
         grace: Duration,
     ) {
@@ -124,7 +140,7 @@ impl Engine {
         loop {
             tokio::select! {
                 () = &mut stop => break,
-                Some((id, parent)) = rx.recv() => {
+                Some(Queued { id, parent, claimed }) = rx.recv() => {
                     let Ok(permit) = self.inner.permits.clone().acquire_owned().await else { break };
                     if !self.inner.running.lock().map(|mut s| s.insert(id)).unwrap_or(false) {
                         continue;
@@ -132,7 +148,7 @@ impl Engine {
                     let engine = self.clone();
                     let span = tracing::info_span!(parent: parent.id(), "executor.run", run_id = %id);
                     tasks.spawn(async move {
-                        engine.execute(id).instrument(span).await;
+                        engine.execute_from(id, claimed).instrument(span).await;
                         if let Ok(mut s) = engine.inner.running.lock() {
                             s.remove(&id);
                         }
@@ -165,9 +181,19 @@ impl Engine {
     /// is retried by the reaper when its lease runs out.
     #[tracing::instrument(skip(self), fields(run_id = %id))]
     pub async fn execute(&self, id: Uuid) {
+        self.execute_from(id, None).await;
+    }
+
+    /// [`Engine::execute`], from a claim the intake made (if still fresh).
+    async fn execute_from(&self, id: Uuid, pre: Option<(Claimed, Instant)>) {
         let me = self.inner.me.clone();
         let lease = self.inner.config.runs.lease;
-        let claimed = match self.inner.system.claim(id, &me, lease).await {
+        let fresh = pre.filter(|(_, valid_until)| Instant::now() < *valid_until).map(|(c, _)| c);
+        let claimed = match fresh {
+            Some(c) => Ok(Some(c)),
+            None => self.inner.system.claim(id, &me, lease).await,
+        };
+        let claimed = match claimed {
             Ok(Some(c)) => c,
             Ok(None) => return,
             Err(e) => {
@@ -700,6 +726,13 @@ impl Engine {
         output["provider"] = Value::String(provider.label().to_owned());
         Ok((output, Some(provider.label().to_owned())))
     }
+}
+
+/// A run waiting for a free slot.
+pub struct Queued {
+    id: Uuid,
+    parent: tracing::Span,
+    claimed: Option<(Claimed, Instant)>,
 }
 
 /// A step that ran without leaving the server, not stored yet.

@@ -24,7 +24,7 @@ use crate::{
     clients::{Clients, Lookup},
     config::IntakeConfig,
     engine::Engine,
-    model::NewRun,
+    model::{Claimed, NewRun},
     system::SystemStore,
 };
 
@@ -222,7 +222,10 @@ impl Intake {
             }
             Err(_) => runs.iter().map(|r| r.pilot_id).collect(),
         };
-        match self.system.intake(&runs, self.keep, &prune).await {
+        let lease = self.engine.lease();
+        // Claimed with the insert; executing must start well within the lease.
+        let valid_until = std::time::Instant::now() + lease / 2;
+        match self.system.intake(&runs, self.keep, &prune, self.engine.me(), lease).await {
             Ok(created) => {
                 for msg in &to_ack {
                     let _ = msg.ack().await;
@@ -231,9 +234,25 @@ impl Intake {
                 metrics::histogram!("executor_intake_batch_seconds").record(started.elapsed().as_secs_f64());
                 for run in created {
                     metrics::counter!("executor_runs_created_total").increment(1);
+                    let enqueue = || match run.replay {
+                        // A replay from a step starts from the copied outputs: claimed as usual.
+                        Some((_, Some(_))) => self.engine.enqueue(run.run_id),
+                        _ => self.engine.enqueue_claimed(
+                            Claimed {
+                                id: run.run_id,
+                                owner_id: run.owner_id,
+                                pilot_id: run.pilot_id,
+                                pilot_version: run.pilot_version,
+                                next_step: 0,
+                                payload: Some((run.payload.clone(), run.content_type.clone())),
+                                outputs: Vec::new(),
+                            },
+                            valid_until,
+                        ),
+                    };
                     match spans.get(&run.run_id) {
-                        Some(span) => span.in_scope(|| self.engine.enqueue(run.run_id)),
-                        None => self.engine.enqueue(run.run_id),
+                        Some(span) => span.in_scope(enqueue),
+                        None => enqueue(),
                     }
                 }
             }

@@ -52,11 +52,16 @@ impl SystemStore {
     /// runs are deleted. An older run still unfinished (queued, running, awaiting a
     /// decision) is never deleted — that would lose an accepted trigger — and goes
     /// with the next prune after it finishes. Returns the new runs.
+    ///
+    /// The new runs are leased to `me` for `lease` already (the intake hands them to
+    /// its own engine), which spares each run a claim.
     pub async fn intake(
         &self,
         runs: &[NewRun],
         keep: i64,
         prune: &[Uuid],
+        me: &str,
+        lease: Duration,
     ) -> Result<Vec<NewRun>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         // The whole batch in two statements: jobs, then the runs of the jobs.
@@ -78,9 +83,10 @@ impl SystemStore {
         .await?;
         let inserted: std::collections::HashSet<Uuid> = sqlx::query_scalar!(
             "INSERT INTO executor.runs (id, owner_id, pilot_id, pilot_version, idempotency_key, job_id, trigger_id,
-                                        source, status, created_at, replay_of_run_id)
+                                        source, status, created_at, replay_of_run_id, lease_owner, lease_until,
+                                        started_at)
              SELECT r.id, r.owner_id, r.pilot_id, r.pilot_version, r.key, j.id, r.trigger_id, r.source, $9,
-                    r.created_at, r.replay_of
+                    r.created_at, r.replay_of, $11, now() + $12, now()
              FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::int8[], $5::text[], $6::uuid[], $7::int2[],
                          $8::timestamptz[], $10::uuid[])
                   AS r(id, owner_id, pilot_id, pilot_version, key, trigger_id, source, created_at, replay_of)
@@ -95,8 +101,10 @@ impl SystemStore {
             runs.iter().map(|r| r.trigger_id).collect::<Vec<Uuid>>() as _,
             runs.iter().map(|r| r.source).collect::<Vec<i16>>() as _,
             runs.iter().map(|r| r.accepted_at).collect::<Vec<OffsetDateTime>>() as _,
-            run::QUEUED,
+            run::RUNNING,
             runs.iter().map(|r| r.replay.as_ref().map(|(orig, _)| *orig)).collect::<Vec<Option<Uuid>>>() as _,
+            me,
+            interval(lease),
         )
         .fetch_all(&mut *tx)
         .await?
