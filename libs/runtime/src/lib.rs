@@ -20,7 +20,7 @@ use anyhow::Context as _;
 use bizops_authn::AuthLayer;
 use bizops_telemetry::metrics::GrpcMetricsLayer;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 /// Tells background tasks the service is stopping.
 #[derive(Debug)]
@@ -145,7 +145,9 @@ impl GrpcServer {
             .layer(GrpcMetricsLayer)
             .layer(auth)
             .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.grpc), async {
+            // TCP_NODELAY: without it a small response can wait for the peer's
+            // delayed ACK (Nagle), ~40 ms per call on Linux.
+            .serve_with_incoming_shutdown(TcpIncoming::from(self.grpc).with_nodelay(Some(true)), async {
                 let _ = close_rx.await;
             });
         let mut server = tokio::spawn(server);

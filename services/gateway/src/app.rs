@@ -188,6 +188,10 @@ impl App {
 
         let (router, _) = crate::http::router(state.clone());
         let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
+        // TCP_NODELAY, so a small answer never waits for the client's delayed ACK.
+        let http = axum::serve::ListenerExt::tap_io(http, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let server = axum::serve(http, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async {
                 let _ = close_rx.await;
