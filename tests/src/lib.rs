@@ -72,16 +72,21 @@ impl Service {
     /// Starts `name serve` and waits (≤ 30 s) until it logs that it is serving.
     pub async fn start(name: &str, env: &[(String, String)]) -> Self {
         let mut child =
-            command(name, env).arg("serve").stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
-        let mut reader = BufReader::new(child.stdout.take().unwrap()).lines();
+            command(name, env).arg("serve").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let lines: Arc<Mutex<Vec<String>>> = Arc::default();
         let (tx, rx) = tokio::sync::oneshot::channel::<(String, String)>();
+        // Every line is kept as written — stdout and stderr alike, bytes that are
+        // not UTF-8 replaced — so what tests search is everything the process said.
         let sink = lines.clone();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         tokio::spawn(async move {
             let mut tx = Some(tx);
-            while let Ok(Some(line)) = reader.next_line().await {
-                let v: serde_json::Value = serde_json::from_str(&line).expect("every log line is JSON");
-                if v["message"].as_str().is_some_and(|m| m.ends_with(" serving"))
+            let mut buf = Vec::new();
+            while matches!(stdout.read_until(b'\n', &mut buf).await, Ok(n) if n > 0) {
+                let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_owned();
+                buf.clear();
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["message"].as_str().is_some_and(|m| m.ends_with(" serving"))
                     && let Some(tx) = tx.take()
                 {
                     let addr =
@@ -90,6 +95,16 @@ impl Service {
                     let _ = tx.send((addr.to_owned(), metrics.to_owned()));
                 }
                 sink.lock().unwrap().push(line);
+            }
+        });
+        let sink = lines.clone();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            while matches!(stderr.read_until(b'\n', &mut buf).await, Ok(n) if n > 0) {
+                let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_owned();
+                buf.clear();
+                sink.lock().unwrap().push(format!("[stderr] {line}"));
             }
         });
         let (addr, metrics_addr) = tokio::time::timeout(Duration::from_secs(30), rx)

@@ -216,6 +216,9 @@ impl<S: RunStore> Executor<S> {
         if req.idempotency_key.len() > 256 {
             return Err(Error::invalid("idempotency_key", "must be at most 256 characters"));
         }
+        if req.idempotency_key.chars().any(char::is_control) {
+            return Err(Error::invalid("idempotency_key", "must not contain control characters"));
+        }
         let mut get = Request::new(cpb::GetPilotRequest { pilot_id: pilot.to_string() });
         get.metadata_mut().insert("authorization", authorization);
         bizops_telemetry::propagation::inject_grpc(get.metadata_mut());

@@ -205,11 +205,44 @@ impl Intake {
         if runs.is_empty() {
             return;
         }
+        let batch = to_ack
+            .into_iter()
+            .zip(runs)
+            .map(|(msg, run)| {
+                let span = spans.remove(&run.run_id);
+                (msg, run, span)
+            })
+            .collect();
+        self.record(batch, started).await;
+    }
+
+    /// Records taken triggers as jobs and runs in one transaction, then acks them
+    /// and hands the runs to the engine. If the database refuses the batch, each
+    /// trigger is tried on its own, so one it cannot store (redelivered until
+    /// dead-lettered) never holds up the others.
+    async fn record(
+        &self,
+        batch: Vec<(jetstream::Message, NewRun, Option<tracing::Span>)>,
+        started: std::time::Instant,
+    ) {
+        let mut to_ack = Vec::with_capacity(batch.len());
+        let mut runs = Vec::with_capacity(batch.len());
+        let mut spans = HashMap::with_capacity(batch.len());
+        for (msg, run, span) in batch {
+            if let Some(span) = span {
+                spans.insert(run.run_id, span);
+            }
+            to_ack.push(msg);
+            runs.push(run);
+        }
         // Pruning a Pilot's history walks its newest `keep` runs, so it is done
         // once per `keep / 10` new runs of that Pilot, not in every batch; the
-        // history may hold up to a tenth more for a moment.
+        // history may hold up to a tenth more until then or the next sweep.
         let prune: Vec<Uuid> = match self.unpruned.lock() {
             Ok(mut counts) => {
+                if counts.len() > 100_000 {
+                    counts.clear(); // the sweep prunes what this forgets
+                }
                 let every = (self.keep / 10).max(1);
                 for r in &runs {
                     *counts.entry(r.pilot_id).or_default() += 1;
@@ -223,8 +256,10 @@ impl Intake {
             Err(_) => runs.iter().map(|r| r.pilot_id).collect(),
         };
         let lease = self.engine.lease();
-        // Claimed with the insert; executing must start well within the lease.
-        let valid_until = std::time::Instant::now() + lease / 2;
+        // Claimed with the insert. The engine renews a third of a lease after a run
+        // starts; starting within a sixth keeps half a lease of margin. A run that
+        // waits longer is claimed (and so renewed) as usual.
+        let valid_until = std::time::Instant::now() + lease / 6;
         match self.system.intake(&runs, self.keep, &prune, self.engine.me(), lease).await {
             Ok(created) => {
                 for msg in &to_ack {
@@ -256,10 +291,23 @@ impl Intake {
                     }
                 }
             }
+            Err(e) if runs.len() > 1 => {
+                // One trigger the database refuses must not hold up the others:
+                // take them in one at a time.
+                tracing::warn!(error = %e, triggers = runs.len(), "could not record a batch; recording one by one");
+                for (msg, run) in to_ack.into_iter().zip(runs) {
+                    let span = spans.remove(&run.run_id);
+                    Box::pin(self.record(vec![(msg, run, span)], started)).await;
+                }
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "could not record triggers; they will be redelivered");
+                tracing::warn!(error = %e, "could not record a trigger; it will be redelivered");
                 for msg in &to_ack {
-                    let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                    if self.last_delivery(msg) {
+                        self.dead_letter(msg, None, "the database refused it").await;
+                    } else {
+                        let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                    }
                 }
             }
         }
@@ -281,6 +329,10 @@ impl Intake {
         }
         if t.idempotency_key.is_empty() || t.idempotency_key.len() > 256 {
             return Err(bad("idempotency_key must be 1-256 characters"));
+        }
+        // Postgres text cannot hold NUL: such a trigger would fail its whole batch.
+        if t.idempotency_key.contains('\0') || t.content_type.contains('\0') {
+            return Err(bad("idempotency_key and content_type must not contain NUL"));
         }
         if t.payload.len() > self.config.max_payload_bytes {
             return Err(bad("the payload is too large"));

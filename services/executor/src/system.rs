@@ -372,7 +372,7 @@ impl SystemStore {
             rec.idx,
             rec.key,
             approval::PENDING,
-            message,
+            pg_text(message),
             expires_at,
         )
         .execute(&mut *tx)
@@ -445,7 +445,7 @@ impl SystemStore {
             run_id,
             me,
             status,
-            error,
+            error.map(pg_text),
             run::RUNNING,
             i64::try_from(steps.len()).unwrap_or(i64::MAX),
             steps.iter().map(|s| s.idx).collect::<Vec<i32>>() as _,
@@ -454,9 +454,9 @@ impl SystemStore {
             steps.iter().map(|s| s.status).collect::<Vec<i16>>() as _,
             steps.iter().map(|s| s.attempts).collect::<Vec<i32>>() as _,
             steps.iter().map(|s| s.provider.clone()).collect::<Vec<Option<String>>>() as _,
-            steps.iter().map(|s| s.output.clone()).collect::<Vec<Option<Value>>>() as _,
+            steps.iter().map(|s| s.output.as_ref().map(pg_json)).collect::<Vec<Option<Value>>>() as _,
             steps.iter().map(|s| s.truncated).collect::<Vec<bool>>() as _,
-            steps.iter().map(|s| s.error.clone()).collect::<Vec<Option<String>>>() as _,
+            steps.iter().map(|s| s.error.as_deref().map(pg_text)).collect::<Vec<Option<String>>>() as _,
             steps.iter().map(|s| s.started_at).collect::<Vec<Option<OffsetDateTime>>>() as _,
             steps.iter().map(|s| s.finished_at).collect::<Vec<Option<OffsetDateTime>>>() as _,
         )
@@ -589,7 +589,9 @@ impl SystemStore {
             "DELETE FROM executor.runs WHERE status NOT IN ($2, $3, $4) AND id IN (
                  SELECT id FROM (
                      SELECT id, row_number() OVER (PARTITION BY pilot_id ORDER BY created_at DESC, id DESC) AS n
-                     FROM executor.runs) ranked
+                     FROM executor.runs
+                     WHERE pilot_id IN (SELECT pilot_id FROM executor.runs GROUP BY pilot_id HAVING count(*) > $1)
+                 ) ranked
                  WHERE n > $1)",
             keep,
             run::QUEUED,
@@ -684,13 +686,41 @@ async fn upsert_step(
         rec.status,
         rec.attempts,
         rec.provider,
-        rec.output.clone() as Option<Value>,
+        rec.output.as_ref().map(pg_json) as Option<Value>,
         rec.truncated,
-        rec.error,
+        rec.error.as_deref().map(pg_text),
         rec.started_at,
         rec.finished_at,
     )
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Postgres `text` and `jsonb` cannot hold NUL (U+0000). A step output, error or
+/// message carrying one (copied from a trigger payload, say) is stored with U+FFFD
+/// in its place, so the run still ends instead of failing to be stored forever.
+fn pg_text(s: &str) -> String {
+    s.replace('\0', "\u{FFFD}")
+}
+
+/// [`pg_text`] for every string and key of a JSON value.
+fn pg_json(v: &Value) -> Value {
+    fn has_nul(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(a) => a.iter().any(has_nul),
+            Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
+    fn clean(v: &Value) -> Value {
+        match v {
+            Value::String(s) => Value::String(pg_text(s)),
+            Value::Array(a) => Value::Array(a.iter().map(clean).collect()),
+            Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (pg_text(k), clean(v))).collect()),
+            other => other.clone(),
+        }
+    }
+    if has_nul(v) { clean(v) } else { v.clone() }
 }

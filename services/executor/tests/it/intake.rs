@@ -217,3 +217,50 @@ async fn two_schedulers_fire_a_tick_exactly_once() {
         .unwrap();
     assert_eq!(n, 1, "one run per tick with two executors");
 }
+
+/// Postgres cannot store a NUL in text: a trigger whose key carries one is
+/// dead-lettered at intake, and the triggers around it (same batch) still run.
+#[tokio::test]
+async fn a_trigger_the_database_cannot_store_does_not_hold_up_its_batch() {
+    let env = Env::new().await;
+    let exec = env.start(env.config()).await;
+    let owner = owner();
+    let pilot = env.pilot(owner.as_uuid(), vec![step("x", transform("{}"))]);
+    env.trigger(owner.as_uuid(), pilot, "good-1", serde_json::json!({})).await;
+    env.trigger(owner.as_uuid(), pilot, "bad\0key", serde_json::json!({})).await;
+    env.trigger(owner.as_uuid(), pilot, "good-2", serde_json::json!({})).await;
+    let pool = env.superuser().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let done: Vec<String> = sqlx::query_scalar(
+            "SELECT idempotency_key FROM executor.runs WHERE pilot_id = $1 AND status = $2 ORDER BY 1",
+        )
+        .bind(pilot)
+        .bind(RunStatus::Succeeded as i16)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        if done.len() == 2 {
+            assert_eq!(done, ["good-1", "good-2"]);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the good triggers did not run: {done:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = exec;
+}
+
+/// A step output with a NUL (copied from the trigger) is stored with U+FFFD, so
+/// the run ends instead of failing to be stored again and again.
+#[tokio::test]
+async fn a_nul_in_a_step_output_does_not_keep_the_run_from_ending() {
+    let env = Env::new().await;
+    let exec = env.start(env.config()).await;
+    let owner = owner();
+    let pilot =
+        env.pilot(owner.as_uuid(), vec![step("copy", transform(r#"{"text": {{ trigger.text | tojson }}}"#))]);
+    env.trigger(owner.as_uuid(), pilot, "nul", serde_json::json!({"text": "a\u{0}b"})).await;
+    let run = env.wait_run(&exec, owner, pilot, TERMINAL).await;
+    assert_eq!(run.status, RunStatus::Succeeded as i32, "{run:?}");
+    assert_eq!(output(&run, "copy")["text"], "a\u{FFFD}b");
+}
