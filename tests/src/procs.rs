@@ -13,17 +13,19 @@ use std::{
 };
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
-use bizops_authn::{ServiceSigner, SigningKey};
+use bizops_authn::SigningKey;
 use bizops_testkit::TestDb;
 use secrecy::ExposeSecret as _;
 use tokio::process::{Child, Command};
 use uuid::Uuid;
-use wiremock::{
-    Mock, MockServer, ResponseTemplate,
-    matchers::{method, path, path_regex},
-};
+use wiremock::MockServer;
 
-use crate::{Service, browser::Browser, database_env, migrate};
+use crate::{
+    Service,
+    browser::Browser,
+    database_env, migrate,
+    suite::{Keys, outside_fakes},
+};
 
 /// The five binaries, in the order they start (each after the ones it calls).
 pub const SERVICES: [&str; 5] = ["pilot-catalog", "credential-vault", "executor", "identity", "gateway"];
@@ -151,28 +153,20 @@ impl Procs {
         bizops_telemetry::install_crypto_provider();
         let db = TestDb::empty().await.expect("test database (scripts/dev-services)");
         let nats = NatsServer::start().await;
-        let (slack, resend, anthropic) =
-            (MockServer::start().await, MockServer::start().await, MockServer::start().await);
-        Mock::given(method("POST"))
-            .and(path_regex("^/services/"))
-            .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
-            .mount(&slack)
-            .await;
-        Mock::given(method("POST"))
-            .and(path("/emails"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"id": "email_1"})))
-            .mount(&resend)
-            .await;
+        let (slack, resend, anthropic) = outside_fakes().await;
 
         let prefix = bizops_testkit::nats_prefix();
         let secret = |k: &SigningKey| k.to_secret_string().expose_secret().to_owned();
-        let session_key = SigningKey::generate("e2e-session").unwrap();
-        let session_public = session_key.public().to_config_string();
-        let keys: Vec<SigningKey> =
-            ["identity", "executor", "gateway"].iter().map(|n| SigningKey::generate(n).unwrap()).collect();
-        let public =
-            |i: usize| ServiceSigner::new(keys[i].kid(), keys[i].clone()).public_key().to_config_string();
-        let (identity_pub, executor_pub, gateway_pub) = (public(0), public(1), public(2));
+        let Keys {
+            session: session_key,
+            session_public,
+            identity: identity_key,
+            executor: executor_key,
+            gateway: gateway_key,
+            identity_pub,
+            executor_pub,
+            gateway_pub,
+        } = Keys::generate();
 
         let common = |svc: &str| {
             let mut env = vec![var("BIZOPS_SHUTDOWN_GRACE", "5s")];
@@ -216,7 +210,7 @@ impl Procs {
         let mut executor = common("executor");
         executor.extend([
             var("BIZOPS_AUTH__SESSION_PUBLIC_KEYS", session_public.clone()),
-            var("BIZOPS_AUTH__SERVICE_KEY", secret(&keys[1])),
+            var("BIZOPS_AUTH__SERVICE_KEY", secret(&executor_key)),
             var("BIZOPS_AUTH__TRUSTED_CALLERS", format!("{gateway_pub},{identity_pub}")),
             var("BIZOPS_RUNS__REAPER_INTERVAL", "200ms"),
             var("BIZOPS_RUNS__SWEEP_INTERVAL", "300ms"),
@@ -235,7 +229,7 @@ impl Procs {
             var("BIZOPS_KEYS__SIGNING_KEY", secret(&session_key)),
             var("BIZOPS_SCRYPT__LOG_N", "10"),
             var("BIZOPS_SERVICE_AUTH__TRUSTED_CALLERS", gateway_pub.clone()),
-            var("BIZOPS_SERVICE_AUTH__SERVICE_KEY", secret(&keys[0])),
+            var("BIZOPS_SERVICE_AUTH__SERVICE_KEY", secret(&identity_key)),
             var("BIZOPS_LOGIN_LIMITS__REGISTER_PER_SOURCE_PER_HOUR", "10000"),
             var("BIZOPS_DELETION__RETRY_INTERVAL", "500ms"),
             var("BIZOPS_DELETION__CALL_TIMEOUT", "10s"),
@@ -247,7 +241,7 @@ impl Procs {
             var("BIZOPS_HTTP_ADDR", "127.0.0.1:0"),
             var("BIZOPS_PUBLIC_ORIGIN", ORIGIN),
             var("BIZOPS_CSRF_KEY", STANDARD.encode([9u8; 32])),
-            var("BIZOPS_AUTH__SERVICE_KEY", secret(&keys[2])),
+            var("BIZOPS_AUTH__SERVICE_KEY", secret(&gateway_key)),
             var("BIZOPS_TIMEOUTS__RPC", "10s"),
         ]);
         env.insert("gateway", gateway);
@@ -389,12 +383,7 @@ fn tail(logs: &str) -> String {
 /// Standard Webhooks headers for `body` signed with a `whsec_…` secret:
 /// (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
 pub fn sign_webhook(secret: &str, id: &str, body: &[u8]) -> [(&'static str, String); 3] {
-    use hmac::{Hmac, KeyInit as _, Mac as _};
-    let key = STANDARD.decode(secret.trim_start_matches("whsec_")).expect("a whsec_ secret");
-    let ts = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{id}.{ts}.").as_bytes());
-    mac.update(body);
-    let sig = STANDARD.encode(mac.finalize().into_bytes());
-    [("webhook-id", id.to_owned()), ("webhook-timestamp", ts), ("webhook-signature", format!("v1,{sig}"))]
+    let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+    let signature = standardwebhooks::Webhook::new(secret).unwrap().sign(id, ts, body).unwrap();
+    [("webhook-id", id.to_owned()), ("webhook-timestamp", ts.to_string()), ("webhook-signature", signature)]
 }

@@ -119,27 +119,19 @@ impl Suite {
         {
             db.migrate(migrator).await.expect("migrations");
         }
-        let (slack, resend, anthropic) =
-            (MockServer::start().await, MockServer::start().await, MockServer::start().await);
-        Mock::given(method("POST"))
-            .and(path_regex("^/services/"))
-            .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
-            .mount(&slack)
-            .await;
-        Mock::given(method("POST"))
-            .and(path("/emails"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"id": "email_1"})))
-            .mount(&resend)
-            .await;
+        let (slack, resend, anthropic) = outside_fakes().await;
 
         let prefix = bizops_testkit::nats_prefix();
-        let session_key = SigningKey::generate("e2e-session").unwrap();
-        let session_public = session_key.public().to_config_string();
-        let keys: Vec<SigningKey> =
-            ["identity", "executor", "gateway"].iter().map(|n| SigningKey::generate(n).unwrap()).collect();
-        let public =
-            |i: usize| ServiceSigner::new(keys[i].kid(), keys[i].clone()).public_key().to_config_string();
-        let (identity_pub, executor_pub, gateway_pub) = (public(0), public(1), public(2));
+        let Keys {
+            session: session_key,
+            session_public,
+            identity: identity_key,
+            executor: executor_key,
+            gateway: gateway_key,
+            identity_pub,
+            executor_pub,
+            gateway_pub,
+        } = Keys::generate();
 
         let nats = |c: &mut bizops_bus::NatsConfig| {
             c.url = bizops_testkit::nats_url().into();
@@ -152,7 +144,7 @@ impl Suite {
         identity.keys.signing_key = Some(session_key.to_secret_string());
         identity.scrypt.log_n = 10;
         identity.service_auth.trusted_callers = vec![gateway_pub.clone()];
-        identity.service_auth.service_key = Some(keys[0].to_secret_string());
+        identity.service_auth.service_key = Some(identity_key.to_secret_string());
         identity.login_limits.register_per_source_per_hour = 10_000;
         identity.deletion.retry_interval = Duration::from_millis(500);
         identity.deletion.call_timeout = Duration::from_secs(10);
@@ -183,7 +175,7 @@ impl Suite {
         let mut executor = ExecutorConfig::default();
         db_urls(&db, &mut executor.database, "executor");
         executor.auth.session_public_keys = vec![session_public.clone()];
-        executor.auth.service_key = Some(keys[1].to_secret_string());
+        executor.auth.service_key = Some(executor_key.to_secret_string());
         executor.auth.trusted_callers = vec![gateway_pub.clone(), identity_pub.clone()];
         nats(&mut executor.nats);
         executor.runs.reaper_interval = Duration::from_millis(200);
@@ -203,7 +195,7 @@ impl Suite {
             csrf_key: Some(STANDARD.encode([9u8; 32]).into()),
             ..GatewayConfig::default()
         };
-        gateway.auth.service_key = Some(keys[2].to_secret_string());
+        gateway.auth.service_key = Some(gateway_key.to_secret_string());
         nats(&mut gateway.nats);
         gateway.timeouts.rpc = Duration::from_secs(10);
         (gateway.shutdown_drain, gateway.shutdown_grace) = fast;
@@ -486,6 +478,58 @@ impl Suite {
             out.push((stream, total));
         }
         out
+    }
+}
+
+/// Fakes of the outside APIs: Slack incoming webhooks (`POST /services/...`
+/// answers `ok`), Resend (`POST /emails`) and Anthropic (nothing mounted: tests
+/// mount what they need).
+pub async fn outside_fakes() -> (MockServer, MockServer, MockServer) {
+    let (slack, resend, anthropic) =
+        (MockServer::start().await, MockServer::start().await, MockServer::start().await);
+    Mock::given(method("POST"))
+        .and(path_regex("^/services/"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&slack)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/emails"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"id": "email_1"})))
+        .mount(&resend)
+        .await;
+    (slack, resend, anthropic)
+}
+
+/// A suite's keys: identity's session signing key, and the service identities of
+/// identity, executor and gateway with the public forms the others trust.
+pub struct Keys {
+    pub session: SigningKey,
+    pub session_public: String,
+    pub identity: SigningKey,
+    pub executor: SigningKey,
+    pub gateway: SigningKey,
+    pub identity_pub: String,
+    pub executor_pub: String,
+    pub gateway_pub: String,
+}
+
+impl Keys {
+    /// Fresh keys.
+    pub fn generate() -> Self {
+        let key = |kid: &str| SigningKey::generate(kid).unwrap();
+        let public = |k: &SigningKey| ServiceSigner::new(k.kid(), k.clone()).public_key().to_config_string();
+        let (session, identity, executor, gateway) =
+            (key("e2e-session"), key("identity"), key("executor"), key("gateway"));
+        Self {
+            session_public: session.public().to_config_string(),
+            identity_pub: public(&identity),
+            executor_pub: public(&executor),
+            gateway_pub: public(&gateway),
+            session,
+            identity,
+            executor,
+            gateway,
+        }
     }
 }
 

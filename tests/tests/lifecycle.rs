@@ -6,13 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
-    collections::BTreeMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use bizops_e2e::{
-    rows::nonzero,
+    rows::{nonzero, owner_rows},
     suite::{PASSWORD, Suite, Svc, User, bearer, eventually},
 };
 use bizops_proto::{
@@ -23,15 +22,10 @@ use bizops_proto::{
     vault::v1 as vpb,
 };
 use tokio::time::Instant;
-use uuid::Uuid;
 use wiremock::{
     Mock, ResponseTemplate,
     matchers::{method, path},
 };
-
-async fn owner_rows(suite: &Suite, owner: Uuid) -> BTreeMap<String, i64> {
-    bizops_e2e::rows::owner_rows(&suite.db, owner).await
-}
 
 fn step(key: &str, kind: Kind) -> cpb::Step {
     cpb::Step { key: key.into(), kind: Some(kind), ..Default::default() }
@@ -216,13 +210,13 @@ async fn deleting_an_account_removes_everything_everywhere_while_webhooks_keep_c
         queued > 0
     })
     .await;
-    let before = owner_rows(&suite, victim.owner).await;
+    let before = owner_rows(&suite.db, victim.owner).await;
     for table in
         ["catalog.pilots", "catalog.schedules", "executor.runs", "executor.approvals", "vault.credentials"]
     {
         assert!(before[table] > 0, "the victim has rows in {table} before: {before:?}");
     }
-    let bystander_before = owner_rows(&suite, bystander.owner).await;
+    let bystander_before = owner_rows(&suite.db, bystander.owner).await;
 
     // Webhooks keep arriving for the victim's Pilots during the deletion.
     let sent: Arc<Mutex<Vec<(Instant, u16)>>> = Arc::default();
@@ -283,10 +277,10 @@ async fn deleting_an_account_removes_everything_everywhere_while_webhooks_keep_c
     })
     .await;
     // Zero rows anywhere, and still zero a moment later (nothing created late).
-    let rows = owner_rows(&suite, victim.owner).await;
+    let rows = owner_rows(&suite.db, victim.owner).await;
     assert!(nonzero(&rows).is_empty(), "rows left after the deletion: {:?}", nonzero(&rows));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rows = owner_rows(&suite, victim.owner).await;
+    let rows = owner_rows(&suite.db, victim.owner).await;
     assert!(nonzero(&rows).is_empty(), "rows created after the deletion: {:?}", nonzero(&rows));
     assert!(suite.owner_messages(victim.owner).await.iter().all(|(_, n)| *n == 0));
 
@@ -299,7 +293,7 @@ async fn deleting_an_account_removes_everything_everywhere_while_webhooks_keep_c
 
     // The other account is untouched: the same rows (runs may only have grown),
     // its approval still waits, its session works, its webhooks are accepted.
-    let bystander_after = owner_rows(&suite, bystander.owner).await;
+    let bystander_after = owner_rows(&suite.db, bystander.owner).await;
     for (table, n) in &bystander_before {
         match table.as_str() {
             "executor.runs" | "executor.step_runs" | "executor.jobs" => {
@@ -368,7 +362,7 @@ async fn a_deletion_killed_after_the_catalog_step_completes_on_retry() {
     assert!(step >= 2, "the catalog step is done (step {step})");
     suite.kill(Svc::Identity);
 
-    let rows = owner_rows(&suite, user.owner).await;
+    let rows = owner_rows(&suite.db, user.owner).await;
     assert_eq!(rows["catalog.pilots"], 0, "the catalog step happened");
     assert!(rows["executor.runs"] > 0 && rows["vault.credentials"] > 0, "later steps did not: {rows:?}");
     assert_eq!(suite.hook(&pilot.id, &pilot.secret, serde_json::json!({"b": 2})).await.0, 401);
@@ -386,7 +380,7 @@ async fn a_deletion_killed_after_the_catalog_step_completes_on_retry() {
         .delete_account(bearer(&user.token, ipb::DeleteAccountRequest { password: PASSWORD.into() }))
         .await
         .expect("the retry completes the deletion");
-    let rows = owner_rows(&suite, user.owner).await;
+    let rows = owner_rows(&suite.db, user.owner).await;
     assert!(nonzero(&rows).is_empty(), "rows left: {:?}", nonzero(&rows));
     assert!(suite.owner_messages(user.owner).await.iter().all(|(_, n)| *n == 0));
     assert_eq!(suite.login(&user.email).await.unwrap_err().code(), tonic::Code::Unauthenticated);

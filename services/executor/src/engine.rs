@@ -148,7 +148,7 @@ impl Engine {
                     let engine = self.clone();
                     let span = tracing::info_span!(parent: parent.id(), "executor.run", run_id = %id);
                     tasks.spawn(async move {
-                        engine.execute_from(id, claimed).instrument(span).await;
+                        engine.execute(id, claimed).instrument(span).await;
                         if let Ok(mut s) = engine.inner.running.lock() {
                             s.remove(&id);
                         }
@@ -177,15 +177,10 @@ impl Engine {
         }
     }
 
-    /// Executes one run to its end or its next pause. Errors are logged; the run
-    /// is retried by the reaper when its lease runs out.
-    #[tracing::instrument(skip(self), fields(run_id = %id))]
-    pub async fn execute(&self, id: Uuid) {
-        self.execute_from(id, None).await;
-    }
-
-    /// [`Engine::execute`], from a claim the intake made (if still fresh).
-    async fn execute_from(&self, id: Uuid, pre: Option<(Claimed, Instant)>) {
+    /// Executes one run to its end or its next pause, from the claim the intake
+    /// made (if still fresh) or a claim of its own. Errors are logged; the run is
+    /// retried by the reaper when its lease runs out.
+    async fn execute(&self, id: Uuid, pre: Option<(Claimed, Instant)>) {
         let me = self.inner.me.clone();
         let lease = self.inner.config.runs.lease;
         let fresh = pre.filter(|(_, valid_until)| Instant::now() < *valid_until).map(|(c, _)| c);
@@ -373,7 +368,9 @@ impl Engine {
                 Outcome::Next => idx += 1,
                 Outcome::Paused => return Ok(()),
                 Outcome::Stop => {
-                    pending.extend(skipped(&spec, idx + 1, spec.steps.len()));
+                    pending.extend(
+                        skipped(&spec, idx + 1, spec.steps.len()).map(|rec| Pending { rec, elapsed: None }),
+                    );
                     return self.finish_with(id, run::SKIPPED, None, pending).await;
                 }
                 Outcome::Jump(target) => {
@@ -402,15 +399,7 @@ impl Engine {
         from: usize,
         to: usize,
     ) -> anyhow::Result<()> {
-        let skipped: Vec<(i32, String, &'static str)> = (from..to.min(spec.steps.len()))
-            .map(|i| {
-                (
-                    i as i32,
-                    spec.steps[i].key.clone(),
-                    spec.steps[i].kind.as_ref().map(kind_name).unwrap_or("unknown"),
-                )
-            })
-            .collect();
+        let skipped: Vec<StepRecord> = skipped(spec, from, to).collect();
         if !skipped.is_empty() {
             self.inner.system.skip_steps(claimed.id, claimed.owner_id, &skipped).await?;
         }
@@ -742,25 +731,20 @@ struct Pending {
 }
 
 /// Records for steps `from..to`, skipped.
-fn skipped(spec: &pb::PilotSpec, from: usize, to: usize) -> Vec<Pending> {
-    (from..to.min(spec.steps.len()))
-        .map(|i| Pending {
-            rec: StepRecord {
-                idx: i32::try_from(i).unwrap_or(i32::MAX),
-                key: spec.steps[i].key.clone(),
-                kind: spec.steps[i].kind.as_ref().map(kind_name).unwrap_or("unknown"),
-                status: step::SKIPPED,
-                attempts: 0,
-                provider: None,
-                output: None,
-                truncated: false,
-                error: None,
-                started_at: None,
-                finished_at: None,
-            },
-            elapsed: None,
-        })
-        .collect()
+fn skipped(spec: &pb::PilotSpec, from: usize, to: usize) -> impl Iterator<Item = StepRecord> + '_ {
+    (from..to.min(spec.steps.len())).map(|i| StepRecord {
+        idx: i32::try_from(i).unwrap_or(i32::MAX),
+        key: spec.steps[i].key.clone(),
+        kind: spec.steps[i].kind.as_ref().map(kind_name).unwrap_or("unknown"),
+        status: step::SKIPPED,
+        attempts: 0,
+        provider: None,
+        output: None,
+        truncated: false,
+        error: None,
+        started_at: None,
+        finished_at: None,
+    })
 }
 
 /// Exponential backoff with jitter (50–100 % of the nominal delay).

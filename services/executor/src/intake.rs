@@ -177,18 +177,15 @@ impl Intake {
                 },
             );
         }
-        let mut runs = Vec::with_capacity(accepted.len());
-        let mut to_ack = Vec::with_capacity(accepted.len());
-        let mut spans = HashMap::with_capacity(accepted.len());
+        let mut batch = Vec::with_capacity(accepted.len());
         let now = OffsetDateTime::now_utc();
         for (msg, run) in accepted {
             match versions.get(&(run.owner_id, run.pilot_id, run.pilot_version)) {
                 Some(Ok(true)) => {
                     metrics::histogram!("executor_queue_lag_seconds")
                         .record((now - run.accepted_at).as_seconds_f64().max(0.0));
-                    spans.insert(run.run_id, trigger_span(&msg, &run));
-                    runs.push(run);
-                    to_ack.push(msg);
+                    let span = trigger_span(&msg, &run);
+                    batch.push((msg, run, span));
                 }
                 Some(Ok(false)) => {
                     tracing::info!(pilot_id = %run.pilot_id, "trigger for a Pilot that no longer exists dropped");
@@ -202,18 +199,9 @@ impl Intake {
                 }
             }
         }
-        if runs.is_empty() {
-            return;
+        if !batch.is_empty() {
+            self.record(batch, started).await;
         }
-        let batch = to_ack
-            .into_iter()
-            .zip(runs)
-            .map(|(msg, run)| {
-                let span = spans.remove(&run.run_id);
-                (msg, run, span)
-            })
-            .collect();
-        self.record(batch, started).await;
     }
 
     /// Records taken triggers as jobs and runs in one transaction, then acks them
@@ -222,16 +210,14 @@ impl Intake {
     /// dead-lettered) never holds up the others.
     async fn record(
         &self,
-        batch: Vec<(jetstream::Message, NewRun, Option<tracing::Span>)>,
+        batch: Vec<(jetstream::Message, NewRun, tracing::Span)>,
         started: std::time::Instant,
     ) {
         let mut to_ack = Vec::with_capacity(batch.len());
         let mut runs = Vec::with_capacity(batch.len());
         let mut spans = HashMap::with_capacity(batch.len());
         for (msg, run, span) in batch {
-            if let Some(span) = span {
-                spans.insert(run.run_id, span);
-            }
+            spans.insert(run.run_id, span);
             to_ack.push(msg);
             runs.push(run);
         }
@@ -296,7 +282,7 @@ impl Intake {
                 // take them in one at a time.
                 tracing::warn!(error = %e, triggers = runs.len(), "could not record a batch; recording one by one");
                 for (msg, run) in to_ack.into_iter().zip(runs) {
-                    let span = spans.remove(&run.run_id);
+                    let span = spans.remove(&run.run_id).unwrap_or_else(tracing::Span::none);
                     Box::pin(self.record(vec![(msg, run, span)], started)).await;
                 }
             }

@@ -235,31 +235,7 @@ impl SystemStore {
         rec: &StepRecord,
         next_step: i32,
     ) -> Result<Option<RunState>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let state = sqlx::query!(
-            "UPDATE executor.runs SET next_step = $3, event_seq = event_seq + 1
-             WHERE id = $1 AND lease_owner = $2 AND status = $4
-             RETURNING owner_id, pilot_id, event_seq",
-            run_id,
-            me,
-            next_step,
-            run::RUNNING,
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(state) = state else {
-            tx.rollback().await?;
-            return Ok(None);
-        };
-        upsert_step(&mut tx, run_id, state.owner_id, rec).await?;
-        tx.commit().await?;
-        Ok(Some(RunState {
-            id: run_id,
-            owner_id: state.owner_id,
-            pilot_id: state.pilot_id,
-            status: run::RUNNING,
-            seq: state.event_seq,
-        }))
+        self.record_steps(run_id, me, std::slice::from_ref(rec), next_step).await
     }
 
     /// Stores steps that ran back to back without leaving the server (local
@@ -303,29 +279,16 @@ impl SystemStore {
         }))
     }
 
-    /// Marks steps `from..to` skipped.
+    /// Stores the records of steps passed over (skipped).
     pub async fn skip_steps(
         &self,
         run_id: Uuid,
         owner: Uuid,
-        steps: &[(i32, String, &'static str)],
+        steps: &[StepRecord],
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        for (idx, key, kind) in steps {
-            let rec = StepRecord {
-                idx: *idx,
-                key: key.clone(),
-                kind,
-                status: step::SKIPPED,
-                attempts: 0,
-                provider: None,
-                output: None,
-                truncated: false,
-                error: None,
-                started_at: None,
-                finished_at: None,
-            };
-            upsert_step(&mut tx, run_id, owner, &rec).await?;
+        for rec in steps {
+            upsert_step(&mut tx, run_id, owner, rec).await?;
         }
         tx.commit().await?;
         Ok(())
