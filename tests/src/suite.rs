@@ -15,9 +15,10 @@ use bizops_proto::{
     identity::v1::{self as ipb, identity_service_client::IdentityServiceClient},
     vault::v1::vault_service_client::VaultServiceClient,
 };
+use bizops_runtime::clock::ShiftedClock;
 use bizops_testkit::{InProcess, LogCapture, TestDb, Until, any_port, capture_logs};
 use credential_vault::VaultConfig;
-use executor::{ExecutorConfig, clock::ShiftedClock};
+use executor::ExecutorConfig;
 use gateway::GatewayConfig;
 use identity::IdentityConfig;
 use pilot_catalog::CatalogConfig;

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod clock;
 pub mod db;
 
 use std::{future::Future, net::SocketAddr, time::Duration};

@@ -11,12 +11,14 @@
 mod db;
 mod logs;
 mod server;
+pub mod wait;
 
 use std::net::SocketAddr;
 
 pub use db::{TestDb, admin_url};
 pub use logs::{LogCapture, capture_logs};
 pub use server::{InProcess, Until};
+pub use wait::{PATIENCE, eventually, until};
 
 /// An address on loopback with an OS-assigned port, for `App::build` in tests.
 pub fn any_port() -> SocketAddr {

@@ -5,13 +5,15 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use bizops_authn::AuthLayer;
 use bizops_config::DbRole;
 use bizops_proto::executor::v1::executor_service_server::ExecutorServiceServer;
-use bizops_runtime::{GrpcServer, Shutdown};
+use bizops_runtime::{
+    GrpcServer, Shutdown,
+    clock::{Clock, SystemClock},
+};
 use tonic::service::Routes;
 use uuid::Uuid;
 
 use crate::{
     clients::Clients,
-    clock::{Clock, SystemClock},
     config::{ExecutorConfig, GRPC_SERVICE, SERVICE_NAME},
     engine::Engine,
     events::Events,

@@ -11,7 +11,6 @@
 pub mod ai;
 pub mod app;
 pub mod clients;
-pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod events;

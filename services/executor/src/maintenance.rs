@@ -9,11 +9,11 @@ use bizops_proto::{
     events::v1 as ev,
     timestamp::{from_proto, to_proto},
 };
-use bizops_runtime::Stopped;
+use bizops_runtime::{Stopped, clock::Clock};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{clients::Clients, clock::Clock, engine::Engine, events::Events, system::SystemStore};
+use crate::{clients::Clients, engine::Engine, events::Events, system::SystemStore};
 
 /// Runs `work` every `every` until `stopped`.
 async fn every<F, Fut>(every: Duration, stopped: Stopped, mut work: F)

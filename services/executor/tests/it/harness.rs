@@ -107,14 +107,14 @@ impl Env {
     }
 
     pub async fn start(&self, config: ExecutorConfig) -> Exec {
-        self.start_with_clock(config, std::sync::Arc::new(executor::clock::SystemClock)).await
+        self.start_with_clock(config, std::sync::Arc::new(bizops_runtime::clock::SystemClock)).await
     }
 
     /// An executor whose retention uses `clock`.
     pub async fn start_with_clock(
         &self,
         config: ExecutorConfig,
-        clock: std::sync::Arc<dyn executor::clock::Clock>,
+        clock: std::sync::Arc<dyn bizops_runtime::clock::Clock>,
     ) -> Exec {
         let app = App::build(config).await.expect("executor builds").with_clock(clock);
         let addr = app.grpc_addr().unwrap();

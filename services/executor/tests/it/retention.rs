@@ -121,7 +121,7 @@ async fn unfinished_runs_beyond_the_cap_stay_until_they_finish() {
 #[tokio::test]
 async fn finished_jobs_older_than_the_retention_are_swept() {
     let env = Env::new().await;
-    let clock = executor::clock::ShiftedClock::default();
+    let clock = bizops_runtime::clock::ShiftedClock::default();
     let exec = env.start_with_clock(env.config(), std::sync::Arc::new(clock.clone())).await;
     let owner = owner();
     let pilot = env.pilot(owner.as_uuid(), vec![step("x", transform("{}"))]);

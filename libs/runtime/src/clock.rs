@@ -1,5 +1,6 @@
-//! The clock retention compares with, injectable so tests can move a week ahead
-//! without rewriting timestamps.
+//! Where "now" comes from, injectable so a test can move a service's clock (a week
+//! ahead for retention, past an idle timeout or a grace period) without waiting and
+//! without rewriting timestamps. Every service reads the time through a [`Clock`].
 
 use std::sync::{Arc, Mutex};
 
