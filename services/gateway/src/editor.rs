@@ -6,19 +6,17 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use bizops_pilot_spec::{PilotSpec, RetryPolicy, Schedule, Step, StepKind};
 use serde::Serialize;
-
-use crate::model::{
-    AiConfig, AiTask, ApprovalConfig, ConditionConfig, EmailConfig, HttpConfig, HttpHeader, HttpMethod,
-    OnFalse, PilotSpec, RetryPolicy, Schedule, SlackConfig, Step, StepKind, TransformConfig,
-};
+use serde_json::{Map, Value, json};
 
 /// Most steps the editor builds (the catalog enforces its own limit too).
 const MAX_STEPS: usize = 100;
 /// Most schedules the editor builds.
 const MAX_SCHEDULES: usize = 50;
 
-/// Step kinds, in the order the editor offers them.
+/// Step kinds (`bizops_pilot_spec::KINDS`), with their labels, in the order the
+/// editor offers them.
 pub const KINDS: &[(&str, &str)] = &[
     ("ai", "AI"),
     ("slack", "Slack message"),
@@ -29,10 +27,28 @@ pub const KINDS: &[(&str, &str)] = &[
     ("approval", "Approval"),
 ];
 
+/// How a form value maps to the step's JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// A string, trimmed or as typed.
+    Text { trim: bool },
+    /// A whole number; empty is 0.
+    Number,
+    /// One of the select's options; anything else is `default`.
+    Choice { default: &'static str },
+    /// A list of strings, one per non-empty line.
+    Lines,
+    /// HTTP headers, one `Name: value` per line.
+    Headers,
+    /// A checkbox.
+    Flag,
+}
+
 /// One input of a step's form.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct FieldDef {
-    /// Name under the step, e.g. `slack.text`.
+    /// Name under the step, e.g. `slack.text`: `<kind>.<config field>`, or a
+    /// field of the step itself (`key`, `retry.max_attempts`).
     pub name: &'static str,
     /// Label.
     pub label: &'static str,
@@ -40,51 +56,68 @@ pub struct FieldDef {
     pub input: &'static str,
     /// Help text.
     pub help: &'static str,
+    #[serde(skip)]
+    shape: Shape,
 }
 
-const fn f(name: &'static str, label: &'static str, input: &'static str, help: &'static str) -> FieldDef {
-    FieldDef { name, label, input, help }
+const TRIM: Shape = Shape::Text { trim: true };
+const AS_TYPED: Shape = Shape::Text { trim: false };
+
+const fn f(
+    name: &'static str,
+    label: &'static str,
+    input: &'static str,
+    shape: Shape,
+    help: &'static str,
+) -> FieldDef {
+    FieldDef { name, label, input, help, shape }
 }
 
 const AI_FIELDS: &[FieldDef] = &[
-    f("ai.task", "Task", "select:summarize,classify,extract,generate", ""),
-    f("ai.input", "Input", "textarea", "Template of the text to work on, e.g. {{ trigger.body }}"),
-    f("ai.labels", "Labels (classify)", "textarea", "One per line"),
-    f("ai.fields", "Fields (extract)", "textarea", "One field name per line"),
-    f("ai.prompt", "Prompt", "textarea", "Required for generate; an extra instruction otherwise"),
-    f("ai.model", "Model", "text", "Empty: the server's default"),
-    f("ai.max_tokens", "Max output tokens", "number", "0: the server's default"),
-    f("ai.connector", "Anthropic connector", "text", "Empty: anthropic"),
+    f(
+        "ai.task",
+        "Task",
+        "select:summarize,classify,extract,generate",
+        Shape::Choice { default: "summarize" },
+        "",
+    ),
+    f("ai.input", "Input", "textarea", AS_TYPED, "Template of the text to work on, e.g. {{ trigger.body }}"),
+    f("ai.labels", "Labels (classify)", "textarea", Shape::Lines, "One per line"),
+    f("ai.fields", "Fields (extract)", "textarea", Shape::Lines, "One field name per line"),
+    f("ai.prompt", "Prompt", "textarea", AS_TYPED, "Required for generate; an extra instruction otherwise"),
+    f("ai.model", "Model", "text", TRIM, "Empty: the server's default"),
+    f("ai.max_tokens", "Max output tokens", "number", Shape::Number, "0: the server's default"),
+    f("ai.connector", "Anthropic connector", "text", TRIM, "Empty: anthropic"),
 ];
 const SLACK_FIELDS: &[FieldDef] = &[
-    f("slack.connector", "Slack connector", "text", "Empty: slack"),
-    f("slack.text", "Message", "textarea", "Template, e.g. New order: {{ trigger.id }}"),
+    f("slack.connector", "Slack connector", "text", TRIM, "Empty: slack"),
+    f("slack.text", "Message", "textarea", AS_TYPED, "Template, e.g. New order: {{ trigger.id }}"),
 ];
 const EMAIL_FIELDS: &[FieldDef] = &[
-    f("email.connector", "Resend connector", "text", "Empty: resend"),
-    f("email.from", "From", "text", "e.g. Acme <ops@acme.test>"),
-    f("email.to", "To", "textarea", "One recipient per line"),
-    f("email.subject", "Subject", "text", ""),
-    f("email.text", "Text body", "textarea", ""),
-    f("email.html", "HTML body", "textarea", ""),
+    f("email.connector", "Resend connector", "text", TRIM, "Empty: resend"),
+    f("email.from", "From", "text", AS_TYPED, "e.g. Acme <ops@acme.test>"),
+    f("email.to", "To", "textarea", Shape::Lines, "One recipient per line"),
+    f("email.subject", "Subject", "text", AS_TYPED, ""),
+    f("email.text", "Text body", "textarea", AS_TYPED, ""),
+    f("email.html", "HTML body", "textarea", AS_TYPED, ""),
 ];
 const HTTP_FIELDS: &[FieldDef] = &[
-    f("http.method", "Method", "select:GET,POST,PUT,PATCH,DELETE", ""),
-    f("http.url", "URL", "text", "http:// or https://"),
-    f("http.headers", "Headers", "textarea", "One per line: Name: value"),
-    f("http.body", "JSON body", "textarea", "Template; empty: no body"),
-    f("http.bearer_connector", "Bearer token connector", "text", "Empty: none"),
+    f("http.method", "Method", "select:GET,POST,PUT,PATCH,DELETE", Shape::Choice { default: "POST" }, ""),
+    f("http.url", "URL", "text", TRIM, "http:// or https://"),
+    f("http.headers", "Headers", "textarea", Shape::Headers, "One per line: Name: value"),
+    f("http.body", "JSON body", "textarea", AS_TYPED, "Template; empty: no body"),
+    f("http.bearer_connector", "Bearer token connector", "text", TRIM, "Empty: none"),
 ];
 const TRANSFORM_FIELDS: &[FieldDef] =
-    &[f("transform.template", "Template", "textarea", "Renders a JSON document")];
+    &[f("transform.template", "Template", "textarea", AS_TYPED, "Renders a JSON document")];
 const CONDITION_FIELDS: &[FieldDef] = &[
-    f("condition.expression", "Expression", "text", "e.g. steps.classify.output.label == 'urgent'"),
-    f("condition.on_false", "When false", "select:stop,jump", ""),
-    f("condition.jump_to", "Jump to step", "text", "Key of a later step (when false: jump)"),
+    f("condition.expression", "Expression", "text", AS_TYPED, "e.g. steps.classify.output.label == 'urgent'"),
+    f("condition.on_false", "When false", "select:stop,jump", Shape::Choice { default: "stop" }, ""),
+    f("condition.jump_to", "Jump to step", "text", TRIM, "Key of a later step (when false: jump)"),
 ];
 const APPROVAL_FIELDS: &[FieldDef] = &[
-    f("approval.message", "Question for the approver", "textarea", ""),
-    f("approval.expires_after_seconds", "Expires after (seconds)", "number", "0: 72 hours"),
+    f("approval.message", "Question for the approver", "textarea", AS_TYPED, ""),
+    f("approval.expires_after_seconds", "Expires after (seconds)", "number", Shape::Number, "0: 72 hours"),
 ];
 
 /// The kind-specific fields of each kind.
@@ -103,19 +136,30 @@ pub fn kind_fields(kind: &str) -> &'static [FieldDef] {
 
 /// Fields every step has.
 pub const COMMON_FIELDS: &[FieldDef] = &[
-    f("key", "Key", "text", "Lower-case letters, digits and _; later steps read steps.<key>.output"),
-    f("name", "Name", "text", "Optional"),
+    f("key", "Key", "text", TRIM, "Lower-case letters, digits and _; later steps read steps.<key>.output"),
+    f("name", "Name", "text", TRIM, "Optional"),
     f(
         "requires_approval",
         "Ask for approval before this step",
         "checkbox",
+        Shape::Flag,
         "Slack, email and non-GET HTTP steps",
     ),
-    f("timeout_ms", "Timeout (ms)", "number", "0: the server's default"),
-    f("retry.max_attempts", "Attempts", "number", "0: the server's default"),
-    f("retry.initial_backoff_ms", "First backoff (ms)", "number", ""),
-    f("retry.max_backoff_ms", "Longest backoff (ms)", "number", ""),
+    f("timeout_ms", "Timeout (ms)", "number", Shape::Number, "0: the server's default"),
+    f("retry.max_attempts", "Attempts", "number", Shape::Number, "0: the server's default"),
+    f("retry.initial_backoff_ms", "First backoff (ms)", "number", Shape::Number, ""),
+    f("retry.max_backoff_ms", "Longest backoff (ms)", "number", Shape::Number, ""),
 ];
+
+/// Where a field's value lives in the step's JSON: `slack.text` → `config.text`,
+/// `retry.max_attempts` → `retry.max_attempts`, `key` → `key`.
+fn json_path<'a>(kind: &str, name: &'a str) -> (Option<&'a str>, &'a str) {
+    match name.split_once('.') {
+        Some((head, field)) if head == kind => (Some("config"), field),
+        Some((head, field)) => (Some(head), field),
+        None => (None, name),
+    }
+}
 
 /// One step as form values.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -386,183 +430,114 @@ fn parse_action(value: &str) -> Action {
 impl StepForm {
     /// The form values of a step.
     pub fn from_step(step: &Step) -> Self {
-        let mut v = BTreeMap::new();
-        let mut put = |k: &str, val: String| {
-            v.insert(k.to_owned(), val);
-        };
-        put("key", step.key.clone());
-        put("name", step.name.clone());
-        if step.requires_approval {
-            put("requires_approval", "on".into());
-        }
-        let num = |n: u32| if n == 0 { String::new() } else { n.to_string() };
-        put("timeout_ms", num(step.timeout_ms));
-        if let Some(r) = &step.retry {
-            put("retry.max_attempts", num(r.max_attempts));
-            put("retry.initial_backoff_ms", num(r.initial_backoff_ms));
-            put("retry.max_backoff_ms", num(r.max_backoff_ms));
-        }
-        match &step.kind {
-            StepKind::Ai(a) => {
-                let task = match a.task {
-                    Some(AiTask::Summarize) | None => "summarize",
-                    Some(AiTask::Classify) => "classify",
-                    Some(AiTask::Extract) => "extract",
-                    Some(AiTask::Generate) => "generate",
-                };
-                put("ai.task", task.into());
-                put("ai.input", a.input.clone());
-                put("ai.labels", a.labels.join("\n"));
-                put("ai.fields", a.fields.join("\n"));
-                put("ai.prompt", a.prompt.clone());
-                put("ai.model", a.model.clone());
-                put("ai.max_tokens", num(a.max_tokens));
-                put("ai.connector", a.connector.clone());
-            }
-            StepKind::Slack(s) => {
-                put("slack.connector", s.connector.clone());
-                put("slack.text", s.text.clone());
-            }
-            StepKind::Email(e) => {
-                put("email.connector", e.connector.clone());
-                put("email.from", e.from.clone());
-                put("email.to", e.to.join("\n"));
-                put("email.subject", e.subject.clone());
-                put("email.text", e.text.clone());
-                put("email.html", e.html.clone());
-            }
-            StepKind::Http(h) => {
-                let method = match h.method {
-                    Some(HttpMethod::Get) => "GET",
-                    Some(HttpMethod::Post) | None => "POST",
-                    Some(HttpMethod::Put) => "PUT",
-                    Some(HttpMethod::Patch) => "PATCH",
-                    Some(HttpMethod::Delete) => "DELETE",
-                };
-                put("http.method", method.into());
-                put("http.url", h.url.clone());
-                put(
-                    "http.headers",
-                    h.headers
-                        .iter()
-                        .map(|h| format!("{}: {}", h.name, h.value))
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                );
-                put("http.body", h.body.clone());
-                put("http.bearer_connector", h.bearer_connector.clone());
-            }
-            StepKind::Transform(t) => put("transform.template", t.template.clone()),
-            StepKind::Condition(c) => {
-                put("condition.expression", c.expression.clone());
-                put(
-                    "condition.on_false",
-                    if c.on_false == Some(OnFalse::Jump) { "jump" } else { "stop" }.into(),
-                );
-                put("condition.jump_to", c.jump_to.clone());
-            }
-            StepKind::Approval(a) => {
-                put("approval.message", a.message.clone());
-                put("approval.expires_after_seconds", num(a.expires_after_seconds));
+        let kind = step.kind.name();
+        let json = serde_json::to_value(step).unwrap_or(Value::Null);
+        let mut values = BTreeMap::new();
+        for def in COMMON_FIELDS.iter().chain(kind_fields(kind)) {
+            let value = match json_path(kind, def.name) {
+                (Some(parent), field) => &json[parent][field],
+                (None, field) => &json[field],
+            };
+            if let Some(text) = form_value(def.shape, value) {
+                values.insert(def.name.to_owned(), text);
             }
         }
-        Self { kind: step.kind.name().to_owned(), values: v }
+        Self { kind: kind.to_owned(), values }
     }
 
     fn get(&self, name: &str) -> String {
         self.values.get(name).cloned().unwrap_or_default()
     }
 
-    fn number(&self, name: &'static str) -> Result<u32, (&'static str, &'static str)> {
-        let text = self.get(name);
-        let text = text.trim();
-        if text.is_empty() { Ok(0) } else { text.parse().map_err(|_| (name, "must be a whole number")) }
-    }
-
     /// The step; `Err((field, problem))` for a field that is not a number or an
     /// unknown kind.
     pub fn to_step(&self) -> Result<Step, (&'static str, &'static str)> {
-        let kind = match self.kind.as_str() {
-            "ai" => StepKind::Ai(AiConfig {
-                task: Some(match self.get("ai.task").as_str() {
-                    "classify" => AiTask::Classify,
-                    "extract" => AiTask::Extract,
-                    "generate" => AiTask::Generate,
-                    _ => AiTask::Summarize,
-                }),
-                input: self.get("ai.input"),
-                labels: lines(&self.get("ai.labels")),
-                fields: lines(&self.get("ai.fields")),
-                prompt: self.get("ai.prompt"),
-                model: self.get("ai.model").trim().to_owned(),
-                max_tokens: self.number("ai.max_tokens")?,
-                connector: self.get("ai.connector").trim().to_owned(),
-            }),
-            "slack" => StepKind::Slack(SlackConfig {
-                connector: self.get("slack.connector").trim().to_owned(),
-                text: self.get("slack.text"),
-            }),
-            "email" => StepKind::Email(EmailConfig {
-                connector: self.get("email.connector").trim().to_owned(),
-                from: self.get("email.from"),
-                to: lines(&self.get("email.to")),
-                subject: self.get("email.subject"),
-                html: self.get("email.html"),
-                text: self.get("email.text"),
-            }),
-            "http" => StepKind::Http(HttpConfig {
-                method: Some(match self.get("http.method").as_str() {
-                    "GET" => HttpMethod::Get,
-                    "PUT" => HttpMethod::Put,
-                    "PATCH" => HttpMethod::Patch,
-                    "DELETE" => HttpMethod::Delete,
-                    _ => HttpMethod::Post,
-                }),
-                url: self.get("http.url").trim().to_owned(),
-                headers: lines(&self.get("http.headers"))
-                    .into_iter()
-                    .map(|l| match l.split_once(':') {
-                        Some((n, v)) => HttpHeader { name: n.trim().to_owned(), value: v.trim().to_owned() },
-                        None => HttpHeader { name: l, value: String::new() },
-                    })
-                    .collect(),
-                body: self.get("http.body"),
-                bearer_connector: self.get("http.bearer_connector").trim().to_owned(),
-            }),
-            "transform" => StepKind::Transform(TransformConfig { template: self.get("transform.template") }),
-            "condition" => StepKind::Condition(ConditionConfig {
-                expression: self.get("condition.expression"),
-                on_false: Some(if self.get("condition.on_false") == "jump" {
-                    OnFalse::Jump
-                } else {
-                    OnFalse::Stop
-                }),
-                jump_to: if self.get("condition.on_false") == "jump" {
-                    self.get("condition.jump_to").trim().to_owned()
-                } else {
-                    String::new()
-                },
-            }),
-            "approval" => StepKind::Approval(ApprovalConfig {
-                message: self.get("approval.message"),
-                expires_after_seconds: self.number("approval.expires_after_seconds")?,
-            }),
-            _ => return Err(("kind", "is not a step kind")),
+        let Some(kind) = bizops_pilot_spec::KINDS.iter().copied().find(|k| *k == self.kind) else {
+            return Err(("kind", "is not a step kind"));
         };
-        let retry = RetryPolicy {
-            max_attempts: self.number("retry.max_attempts")?,
-            initial_backoff_ms: self.number("retry.initial_backoff_ms")?,
-            max_backoff_ms: self.number("retry.max_backoff_ms")?,
-        };
-        Ok(Step {
-            key: self.get("key").trim().to_owned(),
-            name: self.get("name").trim().to_owned(),
-            kind,
-            requires_approval: self.values.get("requires_approval").is_some_and(|v| v == "on" || v == "true"),
-            timeout_ms: self.number("timeout_ms")?,
-            retry: (retry != RetryPolicy::default()).then_some(retry),
-        })
+        let mut step = Map::new();
+        let mut config = Map::new();
+        let mut retry = Map::new();
+        for def in COMMON_FIELDS.iter().chain(kind_fields(kind)) {
+            let value = json_value(def, &self.get(def.name))?;
+            match json_path(kind, def.name) {
+                (Some("config"), field) => config.insert(field.to_owned(), value),
+                (Some(_), field) => retry.insert(field.to_owned(), value),
+                (None, field) => step.insert(field.to_owned(), value),
+            };
+        }
+        // A jump target only counts when the condition jumps.
+        if kind == "condition" && config.get("on_false") != Some(&json!("jump")) {
+            config.insert("jump_to".into(), json!(""));
+        }
+        step.insert("kind".into(), json!(kind));
+        step.insert("config".into(), Value::Object(config));
+        let mut step: Step =
+            serde_json::from_value(Value::Object(step)).map_err(|_| ("kind", "could not be read"))?;
+        let retry: RetryPolicy = serde_json::from_value(Value::Object(retry)).unwrap_or_default();
+        step.retry = (retry != RetryPolicy::default()).then_some(retry);
+        Ok(step)
     }
+}
+
+/// The form text of a JSON value (`None`: leave the input empty).
+fn form_value(shape: Shape, value: &Value) -> Option<String> {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array().into_iter().flatten().filter_map(|x| x.as_str().map(str::to_owned)).collect()
+    };
+    match shape {
+        Shape::Text { .. } => Some(value.as_str().unwrap_or_default().to_owned()),
+        Shape::Number => Some(value.as_u64().filter(|n| *n != 0).map(|n| n.to_string()).unwrap_or_default()),
+        Shape::Choice { default } => Some(value.as_str().unwrap_or(default).to_owned()),
+        Shape::Lines => Some(strings(value).join("\n")),
+        Shape::Headers => Some(
+            value
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|h| {
+                    format!(
+                        "{}: {}",
+                        h["name"].as_str().unwrap_or_default(),
+                        h["value"].as_str().unwrap_or_default()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+        Shape::Flag => value.as_bool().filter(|on| *on).map(|_| "on".to_owned()),
+    }
+}
+
+/// The JSON value of a form text.
+fn json_value(def: &FieldDef, text: &str) -> Result<Value, (&'static str, &'static str)> {
+    Ok(match def.shape {
+        Shape::Text { trim: true } => json!(text.trim()),
+        Shape::Text { trim: false } => json!(text),
+        Shape::Number => {
+            let text = text.trim();
+            if text.is_empty() {
+                json!(0)
+            } else {
+                json!(text.parse::<u32>().map_err(|_| (def.name, "must be a whole number"))?)
+            }
+        }
+        Shape::Choice { default } => {
+            let options = def.input.strip_prefix("select:").unwrap_or_default();
+            json!(if options.split(',').any(|o| o == text) { text } else { default })
+        }
+        Shape::Lines => json!(lines(text)),
+        Shape::Headers => Value::Array(
+            lines(text)
+                .into_iter()
+                .map(|l| match l.split_once(':') {
+                    Some((n, v)) => json!({ "name": n.trim(), "value": v.trim() }),
+                    None => json!({ "name": l, "value": "" }),
+                })
+                .collect(),
+        ),
+        Shape::Flag => json!(text == "on" || text == "true"),
+    })
 }
 
 /// Splits a catalog validation message into the form field it names and the
@@ -685,5 +660,69 @@ mod tests {
         assert_eq!(error_path("the Pilot is 300000 bytes; at most 262144 are allowed"), None);
         let (path, _) = error_path("schedules[3].cron: bad").unwrap();
         assert_eq!(place(&path, &fields), None);
+    }
+
+    #[test]
+    fn the_editor_has_an_input_for_every_field_of_every_kind() {
+        use bizops_pilot_spec::{
+            AiConfig, ApprovalConfig, ConditionConfig, EmailConfig, HttpConfig, SlackConfig, TransformConfig,
+        };
+        use utoipa::PartialSchema;
+
+        fn fields<T: PartialSchema>() -> Vec<String> {
+            let schema = serde_json::to_value(T::schema()).unwrap();
+            let mut names: Vec<String> = schema["properties"].as_object().unwrap().keys().cloned().collect();
+            names.sort();
+            names
+        }
+        let offered: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
+        assert_eq!(offered, bizops_pilot_spec::KINDS, "the editor offers every kind");
+        for kind in bizops_pilot_spec::KINDS {
+            let schema = match kind {
+                "ai" => fields::<AiConfig>(),
+                "slack" => fields::<SlackConfig>(),
+                "email" => fields::<EmailConfig>(),
+                "http" => fields::<HttpConfig>(),
+                "transform" => fields::<TransformConfig>(),
+                "condition" => fields::<ConditionConfig>(),
+                _ => fields::<ApprovalConfig>(),
+            };
+            let mut inputs: Vec<String> = kind_fields(kind)
+                .iter()
+                .map(|d| d.name.strip_prefix(&format!("{kind}.")).unwrap().to_owned())
+                .collect();
+            inputs.sort();
+            assert_eq!(inputs, schema, "the {kind} form edits exactly the {kind} configuration");
+        }
+        let mut common: Vec<String> = COMMON_FIELDS.iter().map(|d| d.name.to_owned()).collect();
+        common.sort();
+        let mut expected: Vec<String> = ["key", "name", "requires_approval", "timeout_ms"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(fields::<RetryPolicy>().into_iter().map(|f| format!("retry.{f}")))
+            .collect();
+        expected.sort();
+        assert_eq!(common, expected);
+    }
+
+    #[test]
+    fn every_kind_round_trips_through_the_form() {
+        let json = serde_json::json!([
+            {"key": "a", "kind": "ai", "config": {"task": "extract", "input": " {{ trigger.body }}", "fields": ["name", "email"],
+             "model": "m", "max_tokens": 10, "connector": "anthropic"}},
+            {"key": "n", "name": "Notify", "kind": "slack", "config": {"text": "hi ", "connector": "team-slack"},
+             "requires_approval": true, "timeout_ms": 5000, "retry": {"max_attempts": 3, "initial_backoff_ms": 100, "max_backoff_ms": 1000}},
+            {"key": "h", "kind": "http", "config": {"method": "GET", "url": "https://x.test", "headers": [{"name": "A", "value": "b: c"}],
+             "bearer_connector": "tok"}},
+            {"key": "c", "kind": "condition", "config": {"expression": "true", "on_false": "jump", "jump_to": "z"}},
+            {"key": "d", "kind": "condition", "config": {"expression": "true", "on_false": "stop"}},
+            {"key": "e", "kind": "email", "config": {"from": "a@b.test", "to": ["c@d.test", "e@f.test"], "subject": "s", "text": "t", "html": "<p>h</p>"}},
+            {"key": "t", "kind": "transform", "config": {"template": "{}"}},
+            {"key": "z", "kind": "approval", "config": {"message": "ok?", "expires_after_seconds": 60}}
+        ]);
+        let steps: Vec<Step> = serde_json::from_value(json).unwrap();
+        for step in steps {
+            assert_eq!(StepForm::from_step(&step).to_step().unwrap(), step);
+        }
     }
 }

@@ -4,7 +4,8 @@
 //! Layout (STYLE.md): `app` builds and runs the service, `grpc` is the RPC edge,
 //! `store` holds owner-scoped queries under row-level security, `system` the few
 //! cross-owner paths; `spec` validates content, `webhook` signs and verifies,
-//! `schedule` computes due ticks, `export` is the JSON format.
+//! `schedule` computes due ticks, `export` ties the shared export format
+//! (`bizops_pilot_spec`) to this service's validation.
 #![forbid(unsafe_code)]
 
 pub mod app;

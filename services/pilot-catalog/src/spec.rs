@@ -21,53 +21,13 @@ pub struct Limits {
     pub max_document_bytes: usize,
 }
 
-/// Longest title, in characters.
-pub const MAX_TITLE: usize = 200;
-/// Longest description, in characters.
-pub const MAX_DESCRIPTION: usize = 5_000;
-/// Longest template or expression, in bytes.
-const MAX_TEMPLATE: usize = 64 * 1024;
-/// Most labels (classify) / fields (extract) / recipients / headers / schedules.
-const MAX_LIST: usize = 50;
-/// Longest per-attempt timeout.
-const MAX_TIMEOUT_MS: u32 = 5 * 60 * 1000;
-/// Most attempts of a retry policy.
-const MAX_ATTEMPTS: u32 = 10;
-/// Longest backoff.
-const MAX_BACKOFF_MS: u32 = 10 * 60 * 1000;
-/// Longest approval deadline.
-const MAX_APPROVAL_SECONDS: u32 = 30 * 24 * 3600;
+use bizops_pilot_spec::limits::{
+    MAX_APPROVAL_SECONDS, MAX_ATTEMPTS, MAX_BACKOFF_MS, MAX_DESCRIPTION, MAX_HEADER_NAME, MAX_LABEL,
+    MAX_LIST, MAX_MODEL, MAX_STEP_NAME, MAX_TEMPLATE, MAX_TIMEOUT_MS, MAX_TITLE, MAX_TOKENS,
+    is_connector_name, is_field_name, is_step_key,
+};
 /// Functions minijinja provides that templates may call.
 const BUILTIN_FUNCTIONS: &[&str] = &["range", "dict", "namespace", "debug", "loop"];
-
-/// A step key: `[a-z][a-z0-9_]{0,62}`.
-pub fn is_step_key(key: &str) -> bool {
-    let mut chars = key.chars();
-    key.len() <= 63
-        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
-/// A connector (credential) name: `[a-z][a-z0-9_-]{0,62}` (the vault's rule).
-pub fn is_connector_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    name.len() <= 63
-        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
-}
-
-/// The kind name of a step (`"ai"`, `"slack"`, …).
-pub fn kind_name(kind: &Kind) -> &'static str {
-    match kind {
-        Kind::Ai(_) => "ai",
-        Kind::Slack(_) => "slack",
-        Kind::Email(_) => "email",
-        Kind::Http(_) => "http",
-        Kind::Transform(_) => "transform",
-        Kind::Condition(_) => "condition",
-        Kind::Approval(_) => "approval",
-    }
-}
 
 /// Checks and normalises `spec` in place (trims the title, assigns ids to new
 /// schedules). `now` is used to check that every schedule can fire.
@@ -156,8 +116,8 @@ fn validate_steps(steps: &[pb::Step]) -> Result<(), Error> {
         if !seen.insert(step.key.as_str()) {
             return Err(at.err("key", "is used by an earlier step; keys must be unique"));
         }
-        if step.name.chars().count() > MAX_TITLE {
-            return Err(at.err("name", format!("must be at most {MAX_TITLE} characters")));
+        if step.name.chars().count() > MAX_STEP_NAME {
+            return Err(at.err("name", format!("must be at most {MAX_STEP_NAME} characters")));
         }
         let Some(kind) = &step.kind else {
             return Err(
@@ -213,25 +173,20 @@ fn validate_kind(kind: &Kind, step: &pb::Step, r: &Refs<'_>) -> Result<(), Error
             }
             match task {
                 pb::AiTask::Classify => {
-                    r.list("ai.labels", &ai.labels, |l| !l.trim().is_empty() && l.len() <= 100)?
+                    r.list("ai.labels", &ai.labels, |l| !l.trim().is_empty() && l.len() <= MAX_LABEL)?
                 }
-                pb::AiTask::Extract => r.list("ai.fields", &ai.fields, |f| {
-                    let mut c = f.chars();
-                    f.len() <= 64
-                        && c.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                        && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
-                })?,
+                pb::AiTask::Extract => r.list("ai.fields", &ai.fields, is_field_name)?,
                 _ => {
                     if !ai.labels.is_empty() || !ai.fields.is_empty() {
                         return Err(at.err("ai", "labels are for classify and fields for extract"));
                     }
                 }
             }
-            if ai.model.len() > 100 {
-                return Err(at.err("ai.model", "must be at most 100 characters"));
+            if ai.model.len() > MAX_MODEL {
+                return Err(at.err("ai.model", format!("must be at most {MAX_MODEL} characters")));
             }
-            if ai.max_tokens > 64_000 {
-                return Err(at.err("ai.max_tokens", "must be at most 64000"));
+            if ai.max_tokens > MAX_TOKENS {
+                return Err(at.err("ai.max_tokens", format!("must be at most {MAX_TOKENS}")));
             }
         }
         Kind::Slack(s) => {
@@ -271,7 +226,7 @@ fn validate_kind(kind: &Kind, step: &pb::Step, r: &Refs<'_>) -> Result<(), Error
             }
             for (i, header) in h.headers.iter().enumerate() {
                 let valid = !header.name.is_empty()
-                    && header.name.len() <= 100
+                    && header.name.len() <= MAX_HEADER_NAME
                     && header
                         .name
                         .bytes()
