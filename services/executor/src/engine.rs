@@ -4,10 +4,9 @@
 //! resumes at its first unfinished step, so a finished step never runs again.
 //!
 //! One step goes: flush what local steps kept in memory (if this one may leave the
-//! server) → the approval gate ([`Engine::approval_gate`]) → its attempts under its
-//! [`StepPolicy`] → where the run goes next ([`flow`]) → its record. AI steps pick
-//! their provider with [`ai_provider`]. The run's writes go through a
-//! [`LeaseStore`].
+//! server) → the approval gate (`Engine::approval_gate`) → its attempts under its
+//! [`StepPolicy`] → where the run goes next (`flow`) → its record. AI steps pick
+//! their provider with `ai_provider`. The run's writes go through a [`LeaseStore`].
 
 use std::{
     collections::{HashMap, HashSet},
