@@ -1,6 +1,7 @@
 //! Integration-test helpers: a fresh Postgres database per test (migrated, with the
 //! service roles of ARCHITECTURE.md), a unique NATS prefix per test, the local
-//! addresses to bind in-process servers on port 0, and captured log output.
+//! addresses to bind in-process servers on port 0, captured log output, and waits
+//! for facts (a deadline-bounded poll; JetStream consumers quiesced).
 //!
 //! Tests run against the real local Postgres and NATS that `scripts/dev-services`
 //! starts. Overrides: `BIZOPS_TEST_ADMIN_DATABASE_URL` (a superuser connection,
@@ -10,6 +11,7 @@
 
 mod db;
 mod logs;
+mod quiesce;
 mod server;
 pub mod wait;
 
@@ -17,6 +19,7 @@ use std::net::SocketAddr;
 
 pub use db::{TestDb, admin_url};
 pub use logs::{LogCapture, capture_logs};
+pub use quiesce::{consumers_quiet, quiesce, quiesce_with};
 pub use server::{InProcess, Until};
 pub use wait::{PATIENCE, eventually, until};
 

@@ -15,12 +15,15 @@ use uuid::Uuid;
 use crate::{
     clients::Clients,
     config::{ExecutorConfig, GRPC_SERVICE, SERVICE_NAME},
+    deletion::Deleter,
     engine::Engine,
     events::Events,
-    grpc::{Deleter, Executor},
+    grpc::Executor,
     intake::{self, Intake},
+    lease::PgLeaseStore,
     maintenance::{self, Scheduler},
-    net::{Guard, Network},
+    net::Network,
+    progress::Progress,
     store::PgRunStore,
     system::SystemStore,
 };
@@ -31,12 +34,14 @@ pub struct App {
     config: ExecutorConfig,
     auth: AuthLayer,
     system: SystemStore,
+    leases: PgLeaseStore,
     store: PgRunStore,
     clients: Clients,
     nats: async_nats::Client,
     js: async_nats::jetstream::Context,
     me: String,
     clock: Arc<dyn Clock>,
+    progress: Progress,
 }
 
 impl App {
@@ -63,13 +68,15 @@ impl App {
         Ok(Self {
             server,
             auth,
-            system: SystemStore::new(system_pool),
+            system: SystemStore::new(system_pool.clone()),
+            leases: PgLeaseStore::new(system_pool),
             store: PgRunStore::new(service_pool),
             clients,
             nats,
             js,
             me: format!("executor-{}", Uuid::now_v7().simple()),
             clock: Arc::new(SystemClock),
+            progress: Progress::default(),
             config,
         })
     }
@@ -96,6 +103,12 @@ impl App {
         &self.me
     }
 
+    /// The counters of what this executor has done and has in hand (runs in
+    /// flight, passes of its background loops), to wait for facts rather than time.
+    pub fn progress(&self) -> Progress {
+        self.progress.clone()
+    }
+
     /// Runs until SIGTERM or Ctrl-C.
     pub async fn run(self) -> anyhow::Result<()> {
         self.run_until(bizops_telemetry::shutdown_signal()).await
@@ -107,15 +120,13 @@ impl App {
         let config = self.config;
         let subjects = config.nats.subjects()?;
         let events = Events::new(self.nats.clone(), subjects.clone());
-        let guard =
-            Guard::new(config.http.allowed_networks.iter().filter_map(|n| Network::parse(n).ok()).collect());
         let (engine, queue) = Engine::new(
             self.me.clone(),
             config.clone(),
-            self.system.clone(),
+            self.leases,
             self.clients.clone(),
             events.clone(),
-            guard,
+            self.progress.clone(),
         )?;
         let deleter = Deleter {
             system: self.system.clone(),
@@ -155,14 +166,14 @@ impl App {
             self.system.clone(),
             events.clone(),
             config.runs.reaper_interval,
+            self.progress.expiry_passes().clone(),
             stop.stopped(),
         )));
         tasks.push(tokio::spawn(maintenance::sweeper(
             self.system.clone(),
             self.clock.clone(),
-            config.runs.job_retention,
-            config.runs.max_per_pilot,
-            config.runs.sweep_interval,
+            config.runs.clone(),
+            self.progress.sweeps().clone(),
             stop.stopped(),
         )));
         let scheduler = Scheduler {
@@ -172,6 +183,7 @@ impl App {
             subjects: subjects.clone(),
             tick: config.scheduler.tick,
             max_catch_up: config.scheduler.max_catch_up,
+            passes: self.progress.scheduler_passes().clone(),
         };
         tasks.push(tokio::spawn(scheduler.run(stop.stopped())));
 

@@ -2,6 +2,11 @@
 //! run's credentials, renders and runs each step with timeout and retries, pauses
 //! for approvals, records every step (redacted) and publishes live events. A run
 //! resumes at its first unfinished step, so a finished step never runs again.
+//!
+//! One step goes: flush what local steps kept in memory (if this one may leave the
+//! server) → the approval gate (`Engine::approval_gate`) → its attempts under its
+//! [`StepPolicy`] → where the run goes next (`flow`) → its record. AI steps pick
+//! their provider with `ai_provider`. The run's writes go through a [`LeaseStore`].
 
 use std::{
     collections::{HashMap, HashSet},
@@ -16,33 +21,34 @@ use bizops_proto::{
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::{
     ai,
     clients::{Clients, Lookup},
-    config::ExecutorConfig,
+    config::{ExecutorConfig, StepsConfig},
     events::Events,
-    model::{Claimed, StepRecord, approval, run, step},
-    net::Guard,
+    lease::{LeaseStore, PgLeaseStore},
+    model::{Claimed, RunState, StepRecord, approval, run, step},
+    net::{Guard, Network},
+    progress::{Held, Progress},
     redact::Redactor,
     steps::{self, Credential, StepEnv, StepError},
-    system::{RunState, SystemStore},
     template::{self, Templates},
 };
 
 /// Everything run execution needs; cheap to clone.
 #[derive(Clone)]
-pub struct Engine {
-    inner: Arc<Inner>,
+pub struct Engine<L = PgLeaseStore> {
+    inner: Arc<Inner<L>>,
 }
 
-struct Inner {
+struct Inner<L> {
     me: String,
     config: ExecutorConfig,
-    system: SystemStore,
+    leases: L,
     clients: Clients,
     events: Events,
     templates: Templates,
@@ -51,6 +57,7 @@ struct Inner {
     permits: Arc<Semaphore>,
     running: Mutex<HashSet<Uuid>>,
     queue: mpsc::UnboundedSender<Queued>,
+    progress: Progress,
 }
 
 /// How a step ended.
@@ -61,31 +68,110 @@ enum Outcome {
     Stop,
     /// Continue at this index.
     Jump(usize),
-    /// Paused for an approval.
+    /// Paused for an approval, or the run ended or is no longer ours.
     Paused,
 }
 
-impl Engine {
-    /// An engine; the returned receiver feeds [`Engine::dispatch`].
+/// What the approval gate decided about a step.
+enum Gate {
+    /// Run the step; for an approved step, the decision (an approval step's output).
+    Open(Option<Value>),
+    /// Not now: the run paused for a decision, was rejected, or failed.
+    Closed,
+}
+
+/// One run in progress: what its steps share.
+struct RunCtx<'a> {
+    claimed: &'a Claimed,
+    spec: &'a pb::PilotSpec,
+    /// This run's credentials by name.
+    credentials: &'a HashMap<String, Credential>,
+    /// Hides the credentials' values in everything stored, published or logged.
+    redactor: &'a Redactor,
+    /// What templates see: `trigger`, `steps.<key>.output`, `secrets`.
+    scope: Value,
+    /// Local steps that ran and are not stored yet (see [`Engine::is_local`]).
+    pending: Vec<Pending>,
+}
+
+/// A run's inputs, loaded before its first step.
+struct Prepared {
+    spec: Arc<pb::PilotSpec>,
+    credentials: HashMap<String, Credential>,
+    redactor: Redactor,
+    scope: Value,
+}
+
+/// What an attempt produced: the output and, for AI steps, the provider's label.
+type Produced = (Value, Option<String>);
+
+/// How a step's attempts ended.
+struct Tried {
+    result: Result<Produced, StepError>,
+    attempts: u32,
+}
+
+/// How a step is tried: the timeout of each attempt and the retries of
+/// retryable failures. Each comes from the step, or the configured default
+/// where the step leaves it unset (0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepPolicy {
+    /// Per attempt.
+    pub timeout: Duration,
+    /// At least 1.
+    pub max_attempts: u32,
+    /// Before the second attempt (then doubling, with jitter).
+    pub initial_backoff: Duration,
+    /// The longest pause between attempts.
+    pub max_backoff: Duration,
+}
+
+impl StepPolicy {
+    /// The policy of `step`.
+    pub fn of(step: &pb::Step, defaults: &StepsConfig) -> Self {
+        let ms =
+            |v: u32, default: Duration| if v > 0 { Duration::from_millis(u64::from(v)) } else { default };
+        let retry = step.retry.unwrap_or_default();
+        let max_attempts =
+            if retry.max_attempts > 0 { retry.max_attempts } else { defaults.default_max_attempts }.max(1);
+        Self {
+            timeout: ms(step.timeout_ms, defaults.default_timeout),
+            max_attempts,
+            initial_backoff: ms(retry.initial_backoff_ms, defaults.default_initial_backoff),
+            max_backoff: ms(retry.max_backoff_ms, defaults.default_max_backoff),
+        }
+    }
+
+    /// The pause after failed attempt number `attempt` (from 1).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        backoff(self.initial_backoff, self.max_backoff, attempt)
+    }
+}
+
+impl<L: LeaseStore> Engine<L> {
+    /// An engine; the returned receiver feeds [`Engine::dispatch`]. Runs queued
+    /// or executing count in `progress`' runs in flight.
     pub fn new(
         me: String,
         config: ExecutorConfig,
-        system: SystemStore,
+        leases: L,
         clients: Clients,
         events: Events,
-        guard: Guard,
+        progress: Progress,
     ) -> anyhow::Result<(Self, mpsc::UnboundedReceiver<Queued>)> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .build()?;
         let templates = Templates::new(config.steps.template_fuel, config.steps.max_output_bytes);
+        let guard =
+            Guard::new(config.http.allowed_networks.iter().filter_map(|n| Network::parse(n).ok()).collect());
         let (queue, rx) = mpsc::unbounded_channel();
         let permits = Arc::new(Semaphore::new(config.runs.concurrency.max(1)));
         let inner = Inner {
             me,
             config,
-            system,
+            leases,
             clients,
             events,
             templates,
@@ -94,6 +180,7 @@ impl Engine {
             permits,
             running: Mutex::new(HashSet::new()),
             queue,
+            progress,
         };
         Ok((Self { inner: Arc::new(inner) }, rx))
     }
@@ -108,22 +195,28 @@ impl Engine {
         self.inner.config.runs.lease
     }
 
+    /// The executor's progress counters.
+    pub fn progress(&self) -> &Progress {
+        &self.inner.progress
+    }
+
     /// Asks for `run` to be executed here soon. The run's span is a child of the
     /// current span, so a run continues the trace of whatever queued it (the
     /// trigger's, carried over NATS, or an approval's RPC).
     pub fn enqueue(&self, run: Uuid) {
-        let _ = self.inner.queue.send(Queued { id: run, parent: tracing::Span::current(), claimed: None });
+        self.send(run, None);
     }
 
     /// Like [`Engine::enqueue`] for a run the intake created already leased to
     /// this executor: executing it needs no claim, as long as it starts before
     /// `valid_until` (well within the lease); after that it is claimed as usual.
     pub fn enqueue_claimed(&self, claimed: Claimed, valid_until: Instant) {
-        let _ = self.inner.queue.send(Queued {
-            id: claimed.id,
-            parent: tracing::Span::current(),
-            claimed: Some((claimed, valid_until)),
-        });
+        self.send(claimed.id, Some((claimed, valid_until)));
+    }
+
+    fn send(&self, id: Uuid, claimed: Option<(Claimed, Instant)>) {
+        let held = self.inner.progress.runs_in_flight().hold();
+        let _ = self.inner.queue.send(Queued { id, parent: tracing::Span::current(), claimed, held });
     }
 
     /// Runs queued runs, at most `runs.concurrency` at once, until `stopped`;
@@ -140,7 +233,7 @@ impl Engine {
         loop {
             tokio::select! {
                 () = &mut stop => break,
-                Some(Queued { id, parent, claimed }) = rx.recv() => {
+                Some(Queued { id, parent, claimed, held }) = rx.recv() => {
                     let Ok(permit) = self.inner.permits.clone().acquire_owned().await else { break };
                     if !self.inner.running.lock().map(|mut s| s.insert(id)).unwrap_or(false) {
                         continue;
@@ -153,6 +246,7 @@ impl Engine {
                             s.remove(&id);
                         }
                         drop(permit);
+                        drop(held);
                     });
                 }
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
@@ -170,7 +264,7 @@ impl Engine {
                 next = tasks.join_next() => if next.is_none() { break },
             }
         }
-        match self.inner.system.release_all(&self.inner.me).await {
+        match self.inner.leases.release_all(&self.inner.me).await {
             Ok(n) if n > 0 => tracing::info!(released = n, "released run leases for other executors"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not release run leases"),
@@ -181,12 +275,11 @@ impl Engine {
     /// made (if still fresh) or a claim of its own. Errors are logged; the run is
     /// retried by the reaper when its lease runs out.
     async fn execute(&self, id: Uuid, pre: Option<(Claimed, Instant)>) {
-        let me = self.inner.me.clone();
-        let lease = self.inner.config.runs.lease;
+        let me = &self.inner.me;
         let fresh = pre.filter(|(_, valid_until)| Instant::now() < *valid_until).map(|(c, _)| c);
         let claimed = match fresh {
             Some(c) => Ok(Some(c)),
-            None => self.inner.system.claim(id, &me, lease).await,
+            None => self.inner.leases.claim(id, me, self.lease()).await,
         };
         let claimed = match claimed {
             Ok(Some(c)) => c,
@@ -196,34 +289,37 @@ impl Engine {
                 return;
             }
         };
-        // Renew the lease while working; stop renewing when done.
-        let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
-        let renewer = {
-            let system = self.inner.system.clone();
-            let me = me.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(lease / 3);
-                tick.tick().await;
-                loop {
-                    tokio::select! {
-                        _ = &mut done_rx => return,
-                        _ = tick.tick() => {
-                            if !matches!(system.renew(id, &me, lease).await, Ok(true)) {
-                                return;
-                            }
-                        }
-                    }
-                }
-            })
-        };
+        let (done, renewer) = self.renew_until_done(id);
         let started = Instant::now();
         if let Err(e) = self.run(claimed).await {
             tracing::warn!(error = %e, "run interrupted; it will be retried");
-            let _ = self.inner.system.release(id, &me, Duration::from_secs(5)).await;
+            let _ = self.inner.leases.release(id, me, Duration::from_secs(5)).await;
         }
-        let _ = done_tx.send(());
+        let _ = done.send(());
         let _ = renewer.await;
         metrics::histogram!("executor_run_duration_seconds").record(started.elapsed().as_secs_f64());
+    }
+
+    /// Renews the lease of run `id` every third of a lease until the returned
+    /// sender is used (or dropped), or the run is no longer ours.
+    fn renew_until_done(&self, id: Uuid) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        let (done_tx, mut done_rx) = oneshot::channel::<()>();
+        let (leases, me, lease) = (self.inner.leases.clone(), self.inner.me.clone(), self.lease());
+        let renewer = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(lease / 3);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = &mut done_rx => return,
+                    _ = tick.tick() => {
+                        if !matches!(leases.renew(id, &me, lease).await, Ok(true)) {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        (done_tx, renewer)
     }
 
     async fn finish(&self, id: Uuid, status: i16, error: Option<&str>) -> anyhow::Result<()> {
@@ -239,7 +335,7 @@ impl Engine {
         pending: Vec<Pending>,
     ) -> anyhow::Result<()> {
         let recs: Vec<StepRecord> = pending.iter().map(|p| p.rec.clone()).collect();
-        if let Some(state) = self.inner.system.finish(id, &self.inner.me, status, error, &recs).await? {
+        if let Some(state) = self.inner.leases.finish(id, &self.inner.me, status, error, &recs).await? {
             self.publish_steps(&state, &pending, 1).await;
             self.inner.events.publish(&state, None).await;
             let label =
@@ -251,25 +347,43 @@ impl Engine {
 
     /// Stores the steps kept in memory and moves the cursor to `next`; false if
     /// the run is no longer ours (cancelled, deleted, taken over).
-    async fn flush(
-        &self,
-        claimed: &Claimed,
-        pending: &mut Vec<Pending>,
-        next: usize,
-    ) -> anyhow::Result<bool> {
-        if pending.is_empty() {
+    async fn flush(&self, cx: &mut RunCtx<'_>, next: usize) -> anyhow::Result<bool> {
+        if cx.pending.is_empty() {
             return Ok(true);
         }
-        let recs: Vec<StepRecord> = pending.iter().map(|p| p.rec.clone()).collect();
+        let recs: Vec<StepRecord> = cx.pending.iter().map(|p| p.rec.clone()).collect();
         let next = i32::try_from(next).unwrap_or(i32::MAX);
-        match self.inner.system.record_steps(claimed.id, &self.inner.me, &recs, next).await? {
+        match self.inner.leases.record_steps(cx.claimed.id, &self.inner.me, &recs, next).await? {
             Some(state) => {
-                self.publish_steps(&state, pending, 0).await;
-                pending.clear();
+                self.publish_steps(&state, &cx.pending, 0).await;
+                cx.pending.clear();
                 Ok(true)
             }
             None => Ok(false),
         }
+    }
+
+    /// Stores one step's record, moves the cursor to `next` and publishes the
+    /// step (with its duration since `started`, if given); false if the run is no
+    /// longer ours.
+    async fn store_step(
+        &self,
+        cx: &RunCtx<'_>,
+        rec: &StepRecord,
+        next: usize,
+        started: Option<Instant>,
+    ) -> anyhow::Result<bool> {
+        let next = i32::try_from(next).unwrap_or(i32::MAX);
+        let stored = self
+            .inner
+            .leases
+            .record_steps(cx.claimed.id, &self.inner.me, std::slice::from_ref(rec), next)
+            .await?;
+        let Some(state) = stored else {
+            return Ok(false);
+        };
+        self.inner.events.publish(&state, Some(step_event(rec, started.map(|s| s.elapsed())))).await;
+        Ok(true)
     }
 
     /// The live events of steps stored together; `after` more changes were
@@ -291,53 +405,53 @@ impl Engine {
         match &step.kind {
             Some(Kind::Transform(_) | Kind::Condition(_)) => true,
             Some(Kind::Ai(a)) => {
-                self.inner.config.ai.server_key.is_none()
-                    && !credentials.contains_key(&template::connector(&a.connector, "anthropic"))
+                let server_key = self.inner.config.ai.server_key.as_ref();
+                ai_provider(credentials, &a.connector, server_key).0 == ai::Provider::Local
             }
             _ => false,
         }
     }
 
-    async fn run(&self, claimed: Claimed) -> anyhow::Result<()> {
+    /// Loads what the run needs before its first step: the pinned version, this
+    /// run's credentials, and the template scope. `None` if the run cannot start
+    /// (its Pilot or payload is gone, its credentials refused) and was ended
+    /// FAILED; an error if a dependency is down (the run is retried).
+    async fn prepare(&self, claimed: &Claimed) -> anyhow::Result<Option<Prepared>> {
         let id = claimed.id;
+        let transient =
+            |s: &tonic::Status| matches!(s.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded);
         let version =
             match self.inner.clients.version(claimed.owner_id, claimed.pilot_id, claimed.pilot_version).await
             {
                 Ok(Lookup::Found(v)) => v,
                 Ok(Lookup::Gone) => {
-                    return self
-                        .finish(id, run::FAILED, Some("the Pilot or its version no longer exists"))
-                        .await;
+                    self.finish(id, run::FAILED, Some("the Pilot or its version no longer exists")).await?;
+                    return Ok(None);
                 }
-                Err(status)
-                    if status.code() == tonic::Code::Unavailable
-                        || status.code() == tonic::Code::DeadlineExceeded =>
-                {
+                Err(status) if transient(&status) => {
                     anyhow::bail!("the catalog is unavailable: {}", status.code());
                 }
                 Err(status) => anyhow::bail!("the catalog answered {}", status.code()),
             };
-        let (spec, names) = (version.spec, version.credential_names);
         let Some((payload, content_type)) = claimed.payload.clone() else {
-            return self.finish(id, run::FAILED, Some("the trigger payload is gone (kept 7 days)")).await;
+            self.finish(id, run::FAILED, Some("the trigger payload is gone (kept 7 days)")).await?;
+            return Ok(None);
         };
 
         // This run's credentials, and the redactor that hides them everywhere.
-        let resolved = match self.inner.clients.resolve(claimed.owner_id, id, names.to_vec()).await {
-            Ok(r) => r,
-            Err(status)
-                if status.code() == tonic::Code::Unavailable
-                    || status.code() == tonic::Code::DeadlineExceeded =>
-            {
-                anyhow::bail!("the vault is unavailable: {}", status.code());
-            }
-            Err(status) => {
-                let message = bizops_errors::Error::from_status(&status).message().to_owned();
-                return self
-                    .finish(id, run::FAILED, Some(&format!("credentials could not be resolved: {message}")))
-                    .await;
-            }
-        };
+        let resolved =
+            match self.inner.clients.resolve(claimed.owner_id, id, version.credential_names.to_vec()).await {
+                Ok(r) => r,
+                Err(status) if transient(&status) => {
+                    anyhow::bail!("the vault is unavailable: {}", status.code());
+                }
+                Err(status) => {
+                    let message = bizops_errors::Error::from_status(&status).message().to_owned();
+                    let error = format!("credentials could not be resolved: {message}");
+                    self.finish(id, run::FAILED, Some(&error)).await?;
+                    return Ok(None);
+                }
+            };
         let credentials: HashMap<String, Credential> = resolved
             .credentials
             .iter()
@@ -348,48 +462,59 @@ impl Engine {
         let redactor = Redactor::new(resolved.credentials.iter().map(|c| c.value.as_str()));
         drop(resolved);
 
-        let mut ctx = json!({
+        let mut scope = json!({
             "trigger": trigger_value(&payload, &content_type),
             "steps": {},
             "secrets": credentials.iter().map(|(k, v)| (k.clone(), Value::String(v.value.expose_secret().to_owned()))).collect::<serde_json::Map<_, _>>(),
         });
         for (_, key, output) in &claimed.outputs {
-            ctx["steps"][key] = json!({ "output": output.clone().unwrap_or(Value::Null) });
+            scope["steps"][key] = json!({ "output": output.clone().unwrap_or(Value::Null) });
         }
+        Ok(Some(Prepared { spec: version.spec, credentials, redactor, scope }))
+    }
 
+    async fn run(&self, claimed: Claimed) -> anyhow::Result<()> {
+        let Some(prepared) = self.prepare(&claimed).await? else {
+            return Ok(());
+        };
+        let spec = &*prepared.spec;
+        let mut cx = RunCtx {
+            claimed: &claimed,
+            spec,
+            credentials: &prepared.credentials,
+            redactor: &prepared.redactor,
+            scope: prepared.scope,
+            pending: Vec::new(),
+        };
         let mut idx = usize::try_from(claimed.next_step).unwrap_or(0);
-        let mut pending = Vec::new();
         while idx < spec.steps.len() {
-            let step = &spec.steps[idx];
-            let outcome = self
-                .step(&claimed, &spec, idx, step, &mut ctx, &credentials, &redactor, &mut pending)
-                .await?;
-            match outcome {
+            match self.step(&mut cx, idx).await? {
                 Outcome::Next => idx += 1,
                 Outcome::Paused => return Ok(()),
                 Outcome::Stop => {
-                    pending.extend(
-                        skipped(&spec, idx + 1, spec.steps.len()).map(|rec| Pending { rec, elapsed: None }),
+                    let mut steps = std::mem::take(&mut cx.pending);
+                    steps.extend(
+                        skipped(spec, idx + 1, spec.steps.len()).map(|rec| Pending { rec, elapsed: None }),
                     );
-                    return self.finish_with(id, run::SKIPPED, None, pending).await;
+                    return self.finish_with(claimed.id, run::SKIPPED, None, steps).await;
                 }
                 Outcome::Jump(target) => {
-                    if !self.flush(&claimed, &mut pending, idx + 1).await? {
+                    if !self.flush(&mut cx, idx + 1).await? {
                         return Ok(());
                     }
-                    self.skip_from(&claimed, &spec, idx + 1, target).await?;
+                    self.skip_from(&claimed, spec, idx + 1, target).await?;
                     idx = target;
                 }
             }
             // Cancelled (or deleted) while we worked? (Steps kept in memory are
             // checked when stored: only a run still ours is written.)
-            if pending.is_empty()
-                && matches!(self.inner.system.status(id).await?, Some(s) if s != run::RUNNING)
+            if cx.pending.is_empty()
+                && matches!(self.inner.leases.status(claimed.id).await?, Some(s) if s != run::RUNNING)
             {
                 return Ok(());
             }
         }
-        self.finish_with(id, run::SUCCEEDED, None, pending).await
+        self.finish_with(claimed.id, run::SUCCEEDED, None, cx.pending).await
     }
 
     async fn skip_from(
@@ -401,238 +526,188 @@ impl Engine {
     ) -> anyhow::Result<()> {
         let skipped: Vec<StepRecord> = skipped(spec, from, to).collect();
         if !skipped.is_empty() {
-            self.inner.system.skip_steps(claimed.id, claimed.owner_id, &skipped).await?;
+            self.inner.leases.skip_steps(claimed.id, claimed.owner_id, &skipped).await?;
         }
         Ok(())
     }
 
-    #[allow(clippy::too_many_lines)]
-    #[allow(clippy::too_many_arguments)]
-    async fn step(
-        &self,
-        claimed: &Claimed,
-        spec: &pb::PilotSpec,
-        idx: usize,
-        step: &pb::Step,
-        ctx: &mut Value,
-        credentials: &HashMap<String, Credential>,
-        redactor: &Redactor,
-        pending: &mut Vec<Pending>,
-    ) -> anyhow::Result<Outcome> {
-        let id = claimed.id;
-        let me = &self.inner.me;
-        let kind = step.kind.as_ref().map(kind_name).unwrap_or("unknown");
-        let i = i32::try_from(idx).unwrap_or(i32::MAX);
-        let local = self.is_local(step, credentials);
+    /// Runs step `idx` of the run: the approval gate, its attempts, its record.
+    async fn step(&self, cx: &mut RunCtx<'_>, idx: usize) -> anyhow::Result<Outcome> {
+        let spec = cx.spec;
+        let step = &spec.steps[idx];
+        let local = self.is_local(step, cx.credentials);
         // Anything that may leave the server starts from stored state.
-        if !local && !self.flush(claimed, pending, idx).await? {
+        if !local && !self.flush(cx, idx).await? {
             return Ok(Outcome::Paused);
         }
-        let base = StepRecord {
-            idx: i,
-            key: step.key.clone(),
-            kind,
-            status: step::RUNNING,
-            attempts: 0,
-            provider: None,
-            output: None,
-            truncated: false,
-            error: None,
-            started_at: Some(OffsetDateTime::now_utc()),
-            finished_at: None,
+        let base = started(idx, step);
+        let approval = match self.approval_gate(cx, step, &base).await? {
+            Gate::Open(approval) => approval,
+            Gate::Closed => return Ok(Outcome::Paused),
         };
-
-        // Confirm before mutate: approval steps, and mutating steps that ask for it.
-        let needs_approval = match &step.kind {
-            Some(Kind::Approval(_)) => true,
-            Some(Kind::Slack(_) | Kind::Email(_)) => step.requires_approval,
-            Some(Kind::Http(h)) => step.requires_approval && h.method() != pb::HttpMethod::Get,
-            _ => false,
-        };
-        let mut approval_output = None;
-        if needs_approval {
-            match self.inner.system.approval(id, i).await? {
-                Some((s, by, comment)) if s == approval::APPROVED => {
-                    approval_output = Some(json!({
-                        "approved": true,
-                        "decided_by": by.map(|u| u.to_string()),
-                        "comment": comment.unwrap_or_default(),
-                    }));
-                }
-                Some(_) => return Ok(Outcome::Paused),
-                None => {
-                    let message = match &step.kind {
-                        Some(Kind::Approval(a)) => self.inner.templates.render(&a.message, ctx),
-                        _ => Ok(format!("Step \"{}\" ({kind}) is about to run. Approve?", step.key)),
-                    };
-                    let message = match message {
-                        Ok(m) => redactor.text(&m),
-                        Err(e) => {
-                            return self
-                                .fail(
-                                    claimed,
-                                    base,
-                                    0,
-                                    &redactor.text(&format!("approval.message: {e}")),
-                                    pending,
-                                )
-                                .await;
-                        }
-                    };
-                    let expires = match &step.kind {
-                        Some(Kind::Approval(a)) if a.expires_after_seconds > 0 => {
-                            Duration::from_secs(u64::from(a.expires_after_seconds))
-                        }
-                        _ => self.inner.config.runs.approval_expiry,
-                    };
-                    let rec = StepRecord { status: step::AWAITING_APPROVAL, ..base.clone() };
-                    if let Some(state) = self
-                        .inner
-                        .system
-                        .await_approval(id, me, &rec, &message, OffsetDateTime::now_utc() + expires)
-                        .await?
-                    {
-                        self.inner.events.publish(&state, Some(step_event(&rec, None))).await;
-                        tracing::info!(step = %step.key, "run paused for approval");
-                    }
-                    return Ok(Outcome::Paused);
-                }
-            }
+        if !local && !self.store_step(cx, &base, idx, None).await? {
+            return Ok(Outcome::Paused);
         }
 
-        if !local {
-            if let Some(state) = self.inner.system.record_step(id, me, &base, i).await? {
-                self.inner.events.publish(&state, Some(step_event(&base, None))).await;
-            } else {
-                return Ok(Outcome::Paused);
-            }
-        }
-
-        // Run with timeout and retries.
         let started = Instant::now();
-        let timeout = if step.timeout_ms > 0 {
-            Duration::from_millis(u64::from(step.timeout_ms))
-        } else {
-            self.inner.config.steps.default_timeout
+        let Some(Tried { result, attempts }) = self.attempts(cx, step, approval).await? else {
+            return Ok(Outcome::Paused);
         };
-        let retry = step.retry.unwrap_or_default();
-        let defaults = &self.inner.config.steps;
-        let max_attempts =
-            if retry.max_attempts > 0 { retry.max_attempts } else { defaults.default_max_attempts }.max(1);
-        let initial = if retry.initial_backoff_ms > 0 {
-            Duration::from_millis(u64::from(retry.initial_backoff_ms))
-        } else {
-            defaults.default_initial_backoff
-        };
-        let max_backoff = if retry.max_backoff_ms > 0 {
-            Duration::from_millis(u64::from(retry.max_backoff_ms))
-        } else {
-            defaults.default_max_backoff
-        };
-
-        let mut attempt = 0u32;
-        let result = loop {
-            attempt += 1;
-            let env = StepEnv {
-                http: &self.inner.http,
-                providers: &self.inner.config.providers,
-                guard: &self.inner.guard,
-                templates: &self.inner.templates,
-                ctx,
-                credentials,
-                idempotency_key: format!("{id}/{}", step.key),
-                timeout,
-            };
-            let attempt_result = match tokio::time::timeout(
-                timeout,
-                self.attempt(&env, step, claimed, approval_output.clone()),
-            )
-            .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(StepError {
-                    message: format!("the step timed out after {} ms", timeout.as_millis()),
-                    retryable: true,
-                }),
-            };
-            match attempt_result {
-                Err(e) if e.retryable && attempt < max_attempts => {
-                    let backoff = backoff(initial, max_backoff, attempt);
-                    tracing::info!(step = %step.key, attempt, error = %redactor.text(&e.message), backoff_ms = backoff.as_millis() as u64, "step attempt failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    if !self.inner.system.renew(id, me, self.inner.config.runs.lease).await? {
-                        return Ok(Outcome::Paused);
-                    }
-                }
-                other => break other,
-            }
-        };
-        metrics::histogram!("executor_step_duration_seconds", "kind" => kind)
+        metrics::histogram!("executor_step_duration_seconds", "kind" => base.kind)
             .record(started.elapsed().as_secs_f64());
-
         let (output, provider) = match result {
             Ok(out) => out,
             Err(e) => {
-                let message = redactor.text(&e.message);
-                return self.fail(claimed, base, attempt, &message, pending).await;
+                let message = cx.redactor.text(&e.message);
+                return self.fail(cx, base, attempts, &message).await;
             }
         };
-        let output = redactor.json(&output);
+        let output = cx.redactor.json(&output);
         let (stored, truncated) = preview(&output, self.inner.config.steps.preview_bytes);
-        let (outcome, next) = match (&step.kind, &output) {
-            (Some(Kind::Condition(c)), Value::Object(o)) if o.get("result") == Some(&Value::Bool(false)) => {
-                if c.on_false() == pb::OnFalse::Jump {
-                    // Validated at save time to be a later step of the same version.
-                    match spec.steps.iter().position(|s| s.key == c.jump_to).filter(|t| *t > idx) {
-                        Some(target) => (Outcome::Jump(target), target),
-                        None => {
-                            return self
-                                .fail(
-                                    claimed,
-                                    base,
-                                    attempt,
-                                    &format!("condition.jump_to: no later step \"{}\"", c.jump_to),
-                                    pending,
-                                )
-                                .await;
-                        }
-                    }
-                } else {
-                    (Outcome::Stop, idx + 1)
-                }
-            }
-            _ => (Outcome::Next, idx + 1),
+        let (outcome, next) = match flow(spec, idx, &output) {
+            Ok(flow) => flow,
+            Err(message) => return self.fail(cx, base, attempts, &message).await,
         };
         let rec = StepRecord {
             status: step::SUCCEEDED,
-            attempts: i32::try_from(attempt).unwrap_or(i32::MAX),
-            provider: provider.clone(),
+            attempts: i32::try_from(attempts).unwrap_or(i32::MAX),
+            provider,
             output: Some(stored),
             truncated,
             finished_at: Some(OffsetDateTime::now_utc()),
             ..base
         };
         if local {
-            pending.push(Pending { rec, elapsed: Some(started.elapsed()) });
-        } else {
-            let Some(state) =
-                self.inner.system.record_step(id, me, &rec, i32::try_from(next).unwrap_or(i32::MAX)).await?
-            else {
-                return Ok(Outcome::Paused);
-            };
-            self.inner.events.publish(&state, Some(step_event(&rec, Some(started.elapsed())))).await;
+            cx.pending.push(Pending { rec, elapsed: Some(started.elapsed()) });
+        } else if !self.store_step(cx, &rec, next, Some(started)).await? {
+            return Ok(Outcome::Paused);
         }
-        ctx["steps"][&step.key] = json!({ "output": output });
+        cx.scope["steps"][&step.key] = json!({ "output": output });
         Ok(outcome)
     }
 
+    /// Confirm before mutate: approval steps, and mutating steps that ask for it,
+    /// run only once approved. The first time, the run pauses for a decision
+    /// (creating the approval); a rejected or expired decision keeps it closed.
+    async fn approval_gate(
+        &self,
+        cx: &mut RunCtx<'_>,
+        step: &pb::Step,
+        base: &StepRecord,
+    ) -> anyhow::Result<Gate> {
+        if !needs_approval(step) {
+            return Ok(Gate::Open(None));
+        }
+        match self.inner.leases.approval(cx.claimed.id, base.idx).await? {
+            Some((s, by, comment)) if s == approval::APPROVED => Ok(Gate::Open(Some(json!({
+                "approved": true,
+                "decided_by": by.map(|u| u.to_string()),
+                "comment": comment.unwrap_or_default(),
+            })))),
+            Some(_) => Ok(Gate::Closed),
+            None => {
+                self.ask_approval(cx, step, base).await?;
+                Ok(Gate::Closed)
+            }
+        }
+    }
+
+    /// Pauses the run before `step` for a decision (or fails it if the approval
+    /// message cannot be rendered).
+    async fn ask_approval(
+        &self,
+        cx: &mut RunCtx<'_>,
+        step: &pb::Step,
+        base: &StepRecord,
+    ) -> anyhow::Result<()> {
+        let message = match &step.kind {
+            Some(Kind::Approval(a)) => self.inner.templates.render(&a.message, &cx.scope),
+            _ => Ok(format!("Step \"{}\" ({}) is about to run. Approve?", step.key, base.kind)),
+        };
+        let message = match message {
+            Ok(m) => cx.redactor.text(&m),
+            Err(e) => {
+                let message = cx.redactor.text(&format!("approval.message: {e}"));
+                self.fail(cx, base.clone(), 0, &message).await?;
+                return Ok(());
+            }
+        };
+        let expires = match &step.kind {
+            Some(Kind::Approval(a)) if a.expires_after_seconds > 0 => {
+                Duration::from_secs(u64::from(a.expires_after_seconds))
+            }
+            _ => self.inner.config.runs.approval_expiry,
+        };
+        let rec = StepRecord { status: step::AWAITING_APPROVAL, ..base.clone() };
+        let expires_at = OffsetDateTime::now_utc() + expires;
+        if let Some(state) = self
+            .inner
+            .leases
+            .await_approval(cx.claimed.id, &self.inner.me, &rec, &message, expires_at)
+            .await?
+        {
+            self.inner.events.publish(&state, Some(step_event(&rec, None))).await;
+            tracing::info!(step = %step.key, "run paused for approval");
+        }
+        Ok(())
+    }
+
+    /// Tries `step` under its [`StepPolicy`]: each attempt within the timeout, a
+    /// retryable failure again after a backoff (renewing the lease). `None` if the
+    /// run stopped being ours while it waited.
+    async fn attempts(
+        &self,
+        cx: &RunCtx<'_>,
+        step: &pb::Step,
+        approval: Option<Value>,
+    ) -> anyhow::Result<Option<Tried>> {
+        let policy = StepPolicy::of(step, &self.inner.config.steps);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let env = StepEnv {
+                http: &self.inner.http,
+                providers: &self.inner.config.providers,
+                guard: &self.inner.guard,
+                templates: &self.inner.templates,
+                ctx: &cx.scope,
+                credentials: cx.credentials,
+                idempotency_key: format!("{}/{}", cx.claimed.id, step.key),
+                timeout: policy.timeout,
+            };
+            let result = match tokio::time::timeout(
+                policy.timeout,
+                self.attempt(&env, step, approval.clone()),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(StepError {
+                    message: format!("the step timed out after {} ms", policy.timeout.as_millis()),
+                    retryable: true,
+                }),
+            };
+            match result {
+                Err(e) if e.retryable && attempt < policy.max_attempts => {
+                    let backoff = policy.backoff(attempt);
+                    tracing::info!(step = %step.key, attempt, error = %cx.redactor.text(&e.message), backoff_ms = backoff.as_millis() as u64, "step attempt failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    if !self.inner.leases.renew(cx.claimed.id, &self.inner.me, self.lease()).await? {
+                        return Ok(None);
+                    }
+                }
+                result => return Ok(Some(Tried { result, attempts: attempt })),
+            }
+        }
+    }
+
+    /// Ends the run FAILED at this step (storing the steps kept in memory with it).
     async fn fail(
         &self,
-        claimed: &Claimed,
+        cx: &mut RunCtx<'_>,
         base: StepRecord,
         attempts: u32,
         message: &str,
-        pending: &mut Vec<Pending>,
     ) -> anyhow::Result<Outcome> {
         let rec = StepRecord {
             status: step::FAILED,
@@ -643,20 +718,19 @@ impl Engine {
         };
         tracing::info!(step = %rec.key, error = %message, "step failed");
         let error = format!("step \"{}\" failed: {message}", rec.key);
-        let mut steps = std::mem::take(pending);
+        let mut steps = std::mem::take(&mut cx.pending);
         steps.push(Pending { rec, elapsed: None });
-        self.finish_with(claimed.id, run::FAILED, Some(&error), steps).await?;
+        self.finish_with(cx.claimed.id, run::FAILED, Some(&error), steps).await?;
         Ok(Outcome::Paused)
     }
 
-    /// One attempt of a step: (output, AI provider label).
+    /// One attempt of a step.
     async fn attempt(
         &self,
         env: &StepEnv<'_>,
         step: &pb::Step,
-        claimed: &Claimed,
-        approval_output: Option<Value>,
-    ) -> Result<(Value, Option<String>), StepError> {
+        approval: Option<Value>,
+    ) -> Result<Produced, StepError> {
         match step.kind.as_ref() {
             None => Err(StepError::permanent("the step has no kind")),
             Some(Kind::Transform(t)) => steps::transform(env, t).map(|v| (v, None)),
@@ -666,17 +740,12 @@ impl Engine {
             Some(Kind::Http(h)) => {
                 steps::http(env, h, self.inner.config.steps.max_output_bytes).await.map(|v| (v, None))
             }
-            Some(Kind::Approval(_)) => Ok((approval_output.unwrap_or(json!({ "approved": true })), None)),
-            Some(Kind::Ai(a)) => self.ai(env, a, claimed).await,
+            Some(Kind::Approval(_)) => Ok((approval.unwrap_or(json!({ "approved": true })), None)),
+            Some(Kind::Ai(a)) => self.ai(env, a).await,
         }
     }
 
-    async fn ai(
-        &self,
-        env: &StepEnv<'_>,
-        a: &pb::AiStep,
-        _claimed: &Claimed,
-    ) -> Result<(Value, Option<String>), StepError> {
+    async fn ai(&self, env: &StepEnv<'_>, a: &pb::AiStep) -> Result<Produced, StepError> {
         let render = |field: &str, source: &str| {
             env.templates.render(source, env.ctx).map_err(|e| StepError::permanent(format!("{field}: {e}")))
         };
@@ -693,12 +762,8 @@ impl Engine {
             },
             max_tokens: if a.max_tokens > 0 { a.max_tokens } else { self.inner.config.ai.default_max_tokens },
         };
-        let name = template::connector(&a.connector, "anthropic");
-        let (provider, key) = match (env.credentials.get(&name), &self.inner.config.ai.server_key) {
-            (Some(user), _) => (ai::Provider::User, Some(user.value.clone())),
-            (None, Some(server)) => (ai::Provider::Server, Some(server.clone())),
-            (None, None) => (ai::Provider::Local, None),
-        };
+        let (provider, key) =
+            ai_provider(env.credentials, &a.connector, self.inner.config.ai.server_key.as_ref());
         let mut output = match key {
             Some(key) => {
                 ai::anthropic(
@@ -717,17 +782,81 @@ impl Engine {
     }
 }
 
-/// A run waiting for a free slot.
+/// A run waiting for a free slot; it counts as in flight until its execution ends.
 pub struct Queued {
     id: Uuid,
     parent: tracing::Span,
     claimed: Option<(Claimed, Instant)>,
+    held: Held,
 }
 
 /// A step that ran without leaving the server, not stored yet.
 struct Pending {
     rec: StepRecord,
     elapsed: Option<Duration>,
+}
+
+/// The provider chain of AI steps: the owner's own key (the credential the step
+/// names, `anthropic` by default), else the server's key, else the local fallback
+/// (no key, nothing leaves the server).
+fn ai_provider<'a>(
+    credentials: &'a HashMap<String, Credential>,
+    connector: &str,
+    server_key: Option<&'a SecretString>,
+) -> (ai::Provider, Option<&'a SecretString>) {
+    match (credentials.get(&template::connector(connector, "anthropic")), server_key) {
+        (Some(own), _) => (ai::Provider::User, Some(&own.value)),
+        (None, Some(server)) => (ai::Provider::Server, Some(server)),
+        (None, None) => (ai::Provider::Local, None),
+    }
+}
+
+/// Whether `step` waits for a human decision before it runs: approval steps,
+/// and Slack, email and mutating HTTP steps marked `requires_approval`.
+fn needs_approval(step: &pb::Step) -> bool {
+    match &step.kind {
+        Some(Kind::Approval(_)) => true,
+        Some(Kind::Slack(_) | Kind::Email(_)) => step.requires_approval,
+        Some(Kind::Http(h)) => step.requires_approval && h.method() != pb::HttpMethod::Get,
+        _ => false,
+    }
+}
+
+/// Where the run goes after step `idx` succeeded with `output`: on, stopped by a
+/// false condition, or on at a condition's jump target — with the cursor to
+/// store. `Err` (the step fails) if the jump target is not a later step.
+fn flow(spec: &pb::PilotSpec, idx: usize, output: &Value) -> Result<(Outcome, usize), String> {
+    match (&spec.steps[idx].kind, output) {
+        (Some(Kind::Condition(c)), Value::Object(o)) if o.get("result") == Some(&Value::Bool(false)) => {
+            if c.on_false() == pb::OnFalse::Jump {
+                // Validated at save time to be a later step of the same version.
+                match spec.steps.iter().position(|s| s.key == c.jump_to).filter(|t| *t > idx) {
+                    Some(target) => Ok((Outcome::Jump(target), target)),
+                    None => Err(format!("condition.jump_to: no later step \"{}\"", c.jump_to)),
+                }
+            } else {
+                Ok((Outcome::Stop, idx + 1))
+            }
+        }
+        _ => Ok((Outcome::Next, idx + 1)),
+    }
+}
+
+/// The record of step `idx` as it starts.
+fn started(idx: usize, step: &pb::Step) -> StepRecord {
+    StepRecord {
+        idx: i32::try_from(idx).unwrap_or(i32::MAX),
+        key: step.key.clone(),
+        kind: step.kind.as_ref().map(kind_name).unwrap_or("unknown"),
+        status: step::RUNNING,
+        attempts: 0,
+        provider: None,
+        output: None,
+        truncated: false,
+        error: None,
+        started_at: Some(OffsetDateTime::now_utc()),
+        finished_at: None,
+    }
 }
 
 /// Records for steps `from..to`, skipped.
@@ -842,5 +971,78 @@ mod tests {
         let (p, cut) = preview(&v, 50);
         assert!(cut && p["preview"].as_str().unwrap().len() <= 50);
         assert_eq!(preview(&json!({"a": 1}), 50), (json!({"a": 1}), false));
+    }
+
+    #[test]
+    fn a_step_policy_takes_the_steps_settings_and_the_defaults_for_the_rest() {
+        let defaults = StepsConfig::default();
+        let plain = pb::Step { key: "s".into(), ..Default::default() };
+        assert_eq!(
+            StepPolicy::of(&plain, &defaults),
+            StepPolicy {
+                timeout: defaults.default_timeout,
+                max_attempts: defaults.default_max_attempts.max(1),
+                initial_backoff: defaults.default_initial_backoff,
+                max_backoff: defaults.default_max_backoff,
+            }
+        );
+        let own = pb::Step {
+            timeout_ms: 1500,
+            retry: Some(pb::RetryPolicy { max_attempts: 7, initial_backoff_ms: 10, max_backoff_ms: 0 }),
+            ..plain.clone()
+        };
+        assert_eq!(
+            StepPolicy::of(&own, &defaults),
+            StepPolicy {
+                timeout: Duration::from_millis(1500),
+                max_attempts: 7,
+                initial_backoff: Duration::from_millis(10),
+                max_backoff: defaults.default_max_backoff,
+            }
+        );
+        let never = StepsConfig { default_max_attempts: 0, ..defaults };
+        assert_eq!(StepPolicy::of(&plain, &never).max_attempts, 1, "a step is tried at least once");
+    }
+
+    #[test]
+    fn the_owners_key_comes_first_then_the_servers_then_none() {
+        let server = SecretString::from("server-key".to_owned());
+        let own = Credential { kind: 0, value: SecretString::from("own-key".to_owned()) };
+        let mine = HashMap::from([("anthropic".to_owned(), own.clone()), ("work".to_owned(), own)]);
+        let none = HashMap::new();
+        let pick = |creds, connector, server| {
+            let (p, key): (ai::Provider, Option<&SecretString>) = ai_provider(creds, connector, server);
+            (p, key.map(|k| k.expose_secret().to_owned()))
+        };
+        assert_eq!(pick(&mine, "", Some(&server)), (ai::Provider::User, Some("own-key".into())));
+        assert_eq!(pick(&mine, "work", None), (ai::Provider::User, Some("own-key".into())));
+        assert_eq!(pick(&mine, "other", Some(&server)), (ai::Provider::Server, Some("server-key".into())));
+        assert_eq!(pick(&none, "", None), (ai::Provider::Local, None));
+    }
+
+    #[test]
+    fn a_false_condition_stops_or_jumps_forward_only() {
+        let cond = |on_false: pb::OnFalse, jump_to: &str| pb::Step {
+            key: "c".into(),
+            kind: Some(Kind::Condition(pb::ConditionStep {
+                expression: "false".into(),
+                on_false: on_false as i32,
+                jump_to: jump_to.into(),
+            })),
+            ..Default::default()
+        };
+        let plain = |key: &str| pb::Step { key: key.into(), ..Default::default() };
+        let spec = |steps| pb::PilotSpec { steps, ..Default::default() };
+        let (yes, no) = (json!({"result": true}), json!({"result": false}));
+
+        let stop = spec(vec![plain("a"), cond(pb::OnFalse::Stop, ""), plain("b")]);
+        assert!(matches!(flow(&stop, 1, &yes), Ok((Outcome::Next, 2))));
+        assert!(matches!(flow(&stop, 1, &no), Ok((Outcome::Stop, 2))));
+        assert!(matches!(flow(&stop, 0, &no), Ok((Outcome::Next, 1))), "only conditions steer");
+
+        let jump = spec(vec![plain("a"), cond(pb::OnFalse::Jump, "d"), plain("b"), plain("d")]);
+        assert!(matches!(flow(&jump, 1, &no), Ok((Outcome::Jump(3), 3))));
+        let back = spec(vec![plain("a"), cond(pb::OnFalse::Jump, "a")]);
+        assert_eq!(flow(&back, 1, &no).err().unwrap(), "condition.jump_to: no later step \"a\"");
     }
 }

@@ -6,7 +6,7 @@ use bizops_proto::{events::v1 as ev, timestamp::to_proto};
 use prost::Message as _;
 use time::OffsetDateTime;
 
-use crate::system::RunState;
+use crate::model::RunState;
 
 /// Publishes live events (best effort: a lost event only delays a live view).
 #[derive(Clone)]

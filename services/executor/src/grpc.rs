@@ -1,7 +1,5 @@
 //! The gRPC edge of the executor.
 
-use std::time::Duration;
-
 use async_nats::jetstream;
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use bizops_authn::{OwnerId, require_service, require_user};
@@ -19,66 +17,15 @@ use uuid::Uuid;
 
 use crate::{
     clients::Clients,
+    deletion::Deleter,
     engine::Engine,
     events::Events,
-    model::{approval, run},
+    model::{RunState, approval, run},
     store::{ApprovalRow, RunRow, RunStore, StepRow},
-    system::{RunState, SystemStore},
 };
 
 /// Largest manual or replayed payload.
 const MAX_PAYLOAD: usize = 1024 * 1024;
-
-/// Deletes a Pilot's or an owner's data everywhere the executor keeps it: the
-/// database, the queued triggers in NATS, and the version cache.
-#[derive(Clone)]
-pub struct Deleter {
-    /// System store.
-    pub system: SystemStore,
-    /// JetStream.
-    pub js: jetstream::Context,
-    /// Names.
-    pub subjects: Subjects,
-    /// Catalog cache.
-    pub clients: Clients,
-    /// Delay of the second deletion pass (catches a trigger taken in concurrently).
-    pub second_pass: Duration,
-}
-
-impl Deleter {
-    async fn purge(&self, stream: String, filter: String) -> anyhow::Result<()> {
-        match self.js.get_stream(&stream).await {
-            Ok(s) => {
-                s.purge().filter(filter).await?;
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// A Pilot's runs, jobs and queued triggers.
-    pub async fn pilot(&self, owner: Uuid, pilot: Uuid) -> anyhow::Result<(u64, u64)> {
-        self.clients.forget_pilot(pilot);
-        self.purge(self.subjects.triggers_stream(), self.subjects.trigger(owner, pilot)).await?;
-        let first = self.system.delete_pilot(owner, pilot).await?;
-        tokio::time::sleep(self.second_pass).await;
-        let second = self.system.delete_pilot(owner, pilot).await?;
-        Ok((first.0 + second.0, first.1 + second.1))
-    }
-
-    /// An owner's runs, jobs, approvals and queued triggers; running work stops
-    /// at its next step (its run is gone).
-    pub async fn owner(&self, owner: Uuid) -> anyhow::Result<(u64, u64)> {
-        self.clients.forget_owner(owner);
-        for (stream, filter) in self.subjects.owner_filters(owner) {
-            self.purge(stream, filter).await?;
-        }
-        let first = self.system.delete_owner(owner).await?;
-        tokio::time::sleep(self.second_pass).await;
-        let second = self.system.delete_owner(owner).await?;
-        Ok((first.0 + second.0, first.1 + second.1))
-    }
-}
 
 /// Everything the RPC handlers share.
 pub struct Executor<S> {
@@ -481,12 +428,5 @@ impl<S: RunStore> ExecutorService for Executor<S> {
             }
             .await,
         )
-    }
-}
-
-impl<S> Executor<S> {
-    /// Handle for the pilot-deleted consumer.
-    pub fn deleter(&self) -> Deleter {
-        self.deleter.clone()
     }
 }

@@ -98,6 +98,8 @@ impl Intake {
                 return Ok(());
             }
             let Some(first) = messages.next().await else { return Ok(()) };
+            // In flight until its runs are with the engine (or it is handed back).
+            let _held = self.engine.progress().intake_in_flight().hold();
             let mut batch = vec![first?];
             while batch.len() < self.config.batch {
                 match tokio::time::timeout(Duration::from_millis(2), messages.next()).await {
@@ -368,7 +370,7 @@ fn trigger_span(msg: &jetstream::Message, run: &NewRun) -> tracing::Span {
 pub async fn pilot_deleted(
     js: jetstream::Context,
     subjects: Subjects,
-    deleter: crate::grpc::Deleter,
+    deleter: crate::deletion::Deleter,
     stopped: bizops_runtime::Stopped,
 ) {
     let stop = stopped.clone().wait();
@@ -391,7 +393,7 @@ pub async fn pilot_deleted(
 async fn consume_deletions(
     js: &jetstream::Context,
     subjects: &Subjects,
-    deleter: &crate::grpc::Deleter,
+    deleter: &crate::deletion::Deleter,
 ) -> anyhow::Result<()> {
     let stream = js.get_stream(subjects.events_stream()).await?;
     let consumer = stream

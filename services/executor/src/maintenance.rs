@@ -13,10 +13,13 @@ use bizops_runtime::{Stopped, clock::Clock};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{clients::Clients, engine::Engine, events::Events, system::SystemStore};
+use crate::{
+    clients::Clients, config::RunsConfig, engine::Engine, events::Events, progress::Counter,
+    system::SystemStore,
+};
 
-/// Runs `work` every `every` until `stopped`.
-async fn every<F, Fut>(every: Duration, stopped: Stopped, mut work: F)
+/// Runs `work` every `every` until `stopped`, counting completed passes in `passes`.
+async fn every<F, Fut>(every: Duration, passes: Counter, stopped: Stopped, mut work: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,
@@ -28,7 +31,10 @@ where
     loop {
         tokio::select! {
             () = &mut stop => return,
-            _ = tick.tick() => work().await,
+            _ = tick.tick() => {
+                work().await;
+                passes.bump();
+            }
         }
     }
 }
@@ -36,7 +42,8 @@ where
 /// Hands runs nobody holds (an executor died, or intake's hand-off was lost) to
 /// this executor.
 pub async fn reaper(system: SystemStore, engine: Engine, interval: Duration, stopped: Stopped) {
-    every(interval, stopped, || {
+    let passes = engine.progress().reaper_passes().clone();
+    every(interval, passes, stopped, || {
         let (system, engine) = (system.clone(), engine.clone());
         async move {
             match system.orphans(Duration::from_secs(2), 256).await {
@@ -57,8 +64,14 @@ pub async fn reaper(system: SystemStore, engine: Engine, interval: Duration, sto
 }
 
 /// Ends runs whose approval passed its deadline (EXPIRED).
-pub async fn approvals(system: SystemStore, events: Events, interval: Duration, stopped: Stopped) {
-    every(interval, stopped, || {
+pub async fn approvals(
+    system: SystemStore,
+    events: Events,
+    interval: Duration,
+    passes: Counter,
+    stopped: Stopped,
+) {
+    every(interval, passes, stopped, || {
         let (system, events) = (system.clone(), events.clone());
         async move {
             match system.expire_approvals().await {
@@ -75,17 +88,18 @@ pub async fn approvals(system: SystemStore, events: Events, interval: Duration, 
     .await;
 }
 
-/// Deletes finished jobs (trigger payloads) older than the retention, and
-/// finished runs beyond the newest `keep` of each Pilot.
+/// Every `runs.sweep_interval`: deletes finished jobs (trigger payloads) older
+/// than `runs.job_retention` by `clock`, and finished runs beyond the newest
+/// `runs.max_per_pilot` of each Pilot.
 pub async fn sweeper(
     system: SystemStore,
     clock: Arc<dyn Clock>,
-    retention: Duration,
-    keep: i64,
-    interval: Duration,
+    runs: RunsConfig,
+    passes: Counter,
     stopped: Stopped,
 ) {
-    every(interval, stopped, || {
+    let (retention, keep) = (runs.job_retention, runs.max_per_pilot);
+    every(runs.sweep_interval, passes, stopped, || {
         let (system, now) = (system.clone(), clock.now());
         async move {
             match system.sweep_jobs(now - retention).await {
@@ -120,13 +134,15 @@ pub struct Scheduler {
     pub tick: Duration,
     /// Longest catch-up after downtime.
     pub max_catch_up: Duration,
+    /// Ticks completed.
+    pub passes: Counter,
 }
 
 impl Scheduler {
     /// Runs until `stopped`.
     pub async fn run(self, stopped: Stopped) {
         let tick = self.tick;
-        every(tick, stopped, || {
+        every(tick, self.passes.clone(), stopped, || {
             let s = self.clone();
             async move {
                 if let Err(e) = s.fire(OffsetDateTime::now_utc()).await {

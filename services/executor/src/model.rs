@@ -46,6 +46,21 @@ pub mod approval {
     pub const EXPIRED: i16 = A::Expired as i16;
 }
 
+/// A finished or changed run, for live events.
+#[derive(Debug, Clone, Copy)]
+pub struct RunState {
+    /// Run.
+    pub id: Uuid,
+    /// Owner.
+    pub owner_id: Uuid,
+    /// Pilot.
+    pub pilot_id: Uuid,
+    /// New status.
+    pub status: i16,
+    /// Event sequence after the change.
+    pub seq: i64,
+}
+
 /// A trigger taken in, ready to become a job and a run.
 #[derive(Debug, Clone)]
 pub struct NewRun {

@@ -1,7 +1,5 @@
 //! Confirm before mutate: approve, reject, expire.
 
-use std::time::Duration;
-
 use bizops_proto::{
     catalog::v1::{self as cpb, step::Kind},
     events::v1::{RunStatus, StepStatus},
@@ -118,7 +116,10 @@ async fn slack_waits_for_approval_then_posts_and_a_rejection_posts_nothing() {
         .unwrap();
     let rejected = env.wait_run(&exec, owner, pilot, &[RunStatus::Rejected]).await;
     assert_eq!(step_of(&rejected, "post").status, StepStatus::Rejected as i32);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Nothing could still post: the reaper has looked for runs to resume since the
+    // rejection, and nothing is queued or executing.
+    full_pass("reaper", exec.progress.reaper_passes()).await;
+    env.quiesce(&[&exec]).await;
     assert_eq!(slack.received_requests().await.unwrap().len(), 1, "the rejected run posted nothing");
 }
 

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use bizops_proto::{catalog::v1 as cpb, events::v1::RunStatus};
+use bizops_testkit::{PATIENCE, until};
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers::path};
 
 use crate::harness::*;
@@ -36,15 +37,10 @@ async fn a_run_left_behind_by_a_dead_executor_completes_exactly_once() {
     env.trigger(owner.as_uuid(), pilot, "crash", serde_json::json!({})).await;
 
     // Kill it while step two is in flight.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let requests = outside.received_requests().await.unwrap();
-        if requests.iter().any(|r| r.url.path() == "/two") {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "step two never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until("step two to start", PATIENCE, || async {
+        outside.received_requests().await.unwrap().iter().any(|r| r.url.path() == "/two")
+    })
+    .await;
     doomed.kill();
 
     // Another executor takes over after the lease runs out.
@@ -85,11 +81,8 @@ async fn a_graceful_shutdown_lets_the_step_in_flight_finish() {
     );
     let exec = env.start(env.config()).await;
     env.trigger(owner.as_uuid(), pilot, "g", serde_json::json!({})).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while outside.received_requests().await.unwrap().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "the step never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until("the step to start", PATIENCE, || async { !outside.received_requests().await.unwrap().is_empty() })
+        .await;
     exec.stop().await;
     let pool = env.superuser().await;
     let (status, lease): (i16, Option<String>) =

@@ -1,7 +1,7 @@
 //! Starts the executor in-process against a fresh database, a unique NATS prefix
 //! and the fakes; helpers to publish triggers and wait for runs.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{fmt, net::SocketAddr, sync::Mutex, time::Duration};
 
 use async_nats::jetstream;
 use bizops_authn::{OwnerId, ServiceSigner, SessionSigner, SessionVerifier, SigningKey};
@@ -12,8 +12,11 @@ use bizops_proto::{
     executor::v1::{self as pb, executor_service_client::ExecutorServiceClient},
     timestamp::to_proto,
 };
-use bizops_testkit::{InProcess, LogCapture, TestDb, any_port, capture_logs};
-use executor::{App, ExecutorConfig, MIGRATOR};
+use bizops_testkit::{InProcess, LogCapture, PATIENCE, TestDb, any_port, capture_logs, eventually, until};
+use executor::{
+    App, ExecutorConfig, MIGRATOR,
+    progress::{Counter, Progress},
+};
 use time::OffsetDateTime;
 use tonic::{Request, transport::Channel};
 use uuid::Uuid;
@@ -38,6 +41,8 @@ pub struct Env {
 
 pub struct Exec {
     pub client: ExecutorServiceClient<Channel>,
+    /// What the executor has done and has in hand.
+    pub progress: Progress,
     server: InProcess,
 }
 
@@ -118,9 +123,10 @@ impl Env {
     ) -> Exec {
         let app = App::build(config).await.expect("executor builds").with_clock(clock);
         let addr = app.grpc_addr().unwrap();
+        let progress = app.progress();
         let server = InProcess::start(addr, |until| app.run_until(until));
         let client = ExecutorServiceClient::connect(server.url()).await.unwrap();
-        Exec { client, server }
+        Exec { client, progress, server }
     }
 
     /// An executor on a runtime of its own, to be killed like a crashed process.
@@ -183,8 +189,8 @@ impl Env {
         statuses: &[ev::RunStatus],
     ) -> pb::Run {
         let token = self.user(owner);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
+        let seen = Seen::new(format!("a run of Pilot {pilot} in {statuses:?}"));
+        let found = eventually(&seen, PATIENCE, || async {
             let runs = exec
                 .client
                 .clone()
@@ -200,20 +206,29 @@ impl Env {
                 .unwrap()
                 .into_inner()
                 .runs;
-            if let Some(r) = runs.iter().find(|r| statuses.iter().any(|s| *s as i32 == r.status)) {
-                return exec
-                    .client
-                    .clone()
-                    .get_run(authed(&token, pb::GetRunRequest { run_id: r.id.clone() }))
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .run
-                    .unwrap();
-            }
-            assert!(tokio::time::Instant::now() < deadline, "no run reached {statuses:?}; runs: {runs:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            seen.saw(format!("runs: {runs:?}"));
+            runs.into_iter().find(|r| statuses.iter().any(|s| *s as i32 == r.status))
+        })
+        .await;
+        exec.client
+            .clone()
+            .get_run(authed(&token, pb::GetRunRequest { run_id: found.id }))
+            .await
+            .unwrap()
+            .into_inner()
+            .run
+            .unwrap()
+    }
+
+    /// Waits until the executors in `execs` have taken in every trigger and
+    /// pilot-deleted event published so far and have nothing in hand: no batch
+    /// being taken in, no run queued or executing. Whatever those could have
+    /// caused has happened by then.
+    pub async fn quiesce(&self, execs: &[&Exec]) {
+        let (triggers, events) = (self.subjects.triggers_stream(), self.subjects.events_stream());
+        let consumer = ExecutorConfig::default().intake.consumer;
+        let consumers = [(triggers.as_str(), consumer.as_str()), (events.as_str(), "executor-pilot-deleted")];
+        bizops_testkit::quiesce_with(&self.js, &consumers, || execs.iter().all(|e| e.progress.idle())).await;
     }
 
     pub async fn superuser(&self) -> sqlx::PgPool {
@@ -260,4 +275,39 @@ pub fn output(run: &pb::Run, key: &str) -> serde_json::Value {
 
 pub fn step_of<'a>(run: &'a pb::Run, key: &str) -> &'a pb::StepRun {
     run.steps.iter().find(|s| s.step_key == key).unwrap_or_else(|| panic!("no step {key} in {run:?}"))
+}
+
+/// Waits until a background loop has completed a whole pass that started after
+/// this call (its counter moved on by two), e.g. a sweep that read a clock just
+/// moved, or a reaper pass after a run ended.
+pub async fn full_pass(what: &str, passes: &Counter) {
+    let from = passes.get();
+    until(
+        format!("a whole {what} pass after pass {from}"),
+        PATIENCE,
+        || async move { passes.get() >= from + 2 },
+    )
+    .await;
+}
+
+/// What a wait expects, and (shown only if it times out) the last thing it saw.
+struct Seen {
+    what: String,
+    last: Mutex<String>,
+}
+
+impl Seen {
+    fn new(what: String) -> Self {
+        Self { what, last: Mutex::new("nothing yet".into()) }
+    }
+
+    fn saw(&self, last: String) {
+        *self.last.lock().unwrap() = last;
+    }
+}
+
+impl fmt::Display for Seen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}; last seen: {}", self.what, self.last.lock().map(|l| l.clone()).unwrap_or_default())
+    }
 }

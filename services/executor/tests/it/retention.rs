@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::stream::RetentionPolicy;
 use bizops_proto::{events::v1 as ev, timestamp::to_proto};
+use bizops_testkit::{PATIENCE, eventually, until};
 
 use crate::harness::*;
 
@@ -26,11 +27,7 @@ async fn the_101st_run_deletes_the_oldest() {
             .await
             .unwrap()
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while count().await < 100 {
-        assert!(tokio::time::Instant::now() < deadline, "100 runs were not recorded");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until("100 runs to be recorded", Duration::from_secs(30), || async { count().await >= 100 }).await;
     let oldest: uuid::Uuid = sqlx::query_scalar(
         "SELECT id FROM executor.runs WHERE pilot_id = $1 ORDER BY created_at, id LIMIT 1",
     )
@@ -39,19 +36,14 @@ async fn the_101st_run_deletes_the_oldest() {
     .await
     .unwrap();
     env.trigger(owner.as_uuid(), pilot, "k100", serde_json::json!({})).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let gone: bool = sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM executor.runs WHERE id = $1)")
+    until("the oldest run to be deleted", PATIENCE, || async {
+        sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM executor.runs WHERE id = $1)")
             .bind(oldest)
             .fetch_one(&pool)
             .await
-            .unwrap();
-        if gone {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the oldest run was not deleted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            .unwrap()
+    })
+    .await;
     assert_eq!(count().await, 100);
     let _ = exec;
 }
@@ -85,13 +77,10 @@ async fn unfinished_runs_beyond_the_cap_stay_until_they_finish() {
     };
     for (i, n) in (1..=4).enumerate() {
         env.trigger(owner.as_uuid(), pilot, &format!("u{i}"), serde_json::json!({})).await;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while waiting().await.len() < n {
-            assert!(tokio::time::Instant::now() < deadline, "run {n} did not pause");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        until(format!("run {n} to pause"), PATIENCE, || async { waiting().await.len() >= n }).await;
     }
-    tokio::time::sleep(Duration::from_millis(700)).await; // more than a sweep interval
+    // A whole sweep ran over the four paused runs.
+    full_pass("sweep", exec.progress.sweeps()).await;
     let runs = waiting().await;
     assert_eq!(runs.len(), 4, "no unfinished run is deleted for the cap of 2");
 
@@ -101,20 +90,16 @@ async fn unfinished_runs_beyond_the_cap_stay_until_they_finish() {
         .cancel_run(authed(&token, pb::CancelRunRequest { run_id: runs[0].to_string() }))
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    let left = eventually("the finished run beyond the cap to be pruned", PATIENCE, || async {
         let left: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM executor.runs WHERE pilot_id = $1")
             .bind(pilot)
             .fetch_all(&pool)
             .await
             .unwrap();
-        if !left.contains(&runs[0]) {
-            assert_eq!(left.len(), 3, "only the finished run beyond the cap went");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the finished run beyond the cap was not pruned");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (!left.contains(&runs[0])).then_some(left)
+    })
+    .await;
+    assert_eq!(left.len(), 3, "only the finished run beyond the cap went");
     let _ = exec;
 }
 
@@ -129,8 +114,7 @@ async fn finished_jobs_older_than_the_retention_are_swept() {
     env.trigger(owner.as_uuid(), pilot, "new", serde_json::json!({})).await;
     env.wait_run(&exec, owner, pilot, TERMINAL).await;
     let pool = env.superuser().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    until("both jobs to finish", PATIENCE, || async {
         let finished: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM executor.jobs WHERE pilot_id = $1 AND finished_at IS NOT NULL",
         )
@@ -138,12 +122,9 @@ async fn finished_jobs_older_than_the_retention_are_swept() {
         .fetch_one(&pool)
         .await
         .unwrap();
-        if finished == 2 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        finished == 2
+    })
+    .await;
     // Make the "new" job finish a day later than "old" (as if triggered then),
     // then move the sweeper's clock: just short of 7 days after "old" finished
     // nothing goes; just past it, "old" goes and "new" (6 days old) stays.
@@ -163,23 +144,10 @@ async fn finished_jobs_older_than_the_retention_are_swept() {
         .unwrap()
     };
     clock.set_offset(time::Duration::days(7) - time::Duration::minutes(1));
-    tokio::time::sleep(Duration::from_secs(1)).await; // > 3 sweep intervals
+    full_pass("sweep", exec.progress.sweeps()).await; // one that read the moved clock
     assert_eq!(keys().await, ["new", "old"], "nothing is swept before 7 days");
     clock.set_offset(time::Duration::days(7) + time::Duration::minutes(1));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let keys: Vec<String> =
-            sqlx::query_scalar("SELECT idempotency_key FROM executor.jobs WHERE pilot_id = $1 ORDER BY 1")
-                .bind(pilot)
-                .fetch_all(&pool)
-                .await
-                .unwrap();
-        if keys == ["new"] {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the old job was not swept: {keys:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until("the old job to be swept (and only it)", PATIENCE, || async { keys().await == ["new"] }).await;
     // The run stays (history), without its payload.
     let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM executor.runs WHERE pilot_id = $1")
         .bind(pilot)
@@ -215,8 +183,7 @@ async fn a_pilot_deleted_event_removes_that_pilots_runs_and_queued_triggers() {
     .await
     .unwrap();
     let pool = env.superuser().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    until("the deleted Pilot's runs and jobs to go", PATIENCE, || async {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM executor.runs WHERE pilot_id = $1")
             .bind(doomed)
             .fetch_one(&pool)
@@ -227,12 +194,9 @@ async fn a_pilot_deleted_event_removes_that_pilots_runs_and_queued_triggers() {
             .fetch_one(&pool)
             .await
             .unwrap();
-        if n == 0 && jobs == 0 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the deleted Pilot's runs are still there");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        n == 0 && jobs == 0
+    })
+    .await;
     let kept_runs: i64 = sqlx::query_scalar("SELECT count(*) FROM executor.runs WHERE pilot_id = $1")
         .bind(kept)
         .fetch_one(&pool)
@@ -254,16 +218,10 @@ async fn streams_and_the_consumer_have_the_documented_settings() {
         let mut s = env.js.get_stream(&name).await.unwrap();
         assert_eq!(s.info().await.unwrap().config.max_age, week, "{name}");
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let consumer = loop {
-        if let Ok(c) =
-            triggers.get_consumer::<async_nats::jetstream::consumer::pull::Config>("executor").await
-        {
-            break c;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no durable consumer");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let consumer = eventually("the durable consumer", PATIENCE, || async {
+        triggers.get_consumer::<async_nats::jetstream::consumer::pull::Config>("executor").await.ok()
+    })
+    .await;
     let config = &consumer.cached_info().config;
     assert_eq!(config.durable_name.as_deref(), Some("executor"));
     assert_eq!(config.ack_policy, async_nats::jetstream::consumer::AckPolicy::Explicit);

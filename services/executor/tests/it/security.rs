@@ -1,12 +1,11 @@
 //! Redaction of secrets and the SSRF guard.
 
-use std::time::Duration;
-
 use bizops_proto::{
     catalog::v1::{self as cpb, step::Kind},
     events::v1::{self as ev, RunStatus},
     vault::v1::ConnectorKind,
 };
+use bizops_testkit::PATIENCE;
 use futures_util::StreamExt as _;
 use prost::Message as _;
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers::path};
@@ -69,11 +68,23 @@ async fn a_canary_secret_never_reaches_outputs_events_or_logs() {
     .await
     .unwrap();
     assert!(dump.iter().all(|d| !d.contains(CANARY)), "{dump:?}");
-    let mut events = Vec::new();
-    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(300), live.next()).await {
-        events.push(format!("{:?}", ev::RunEvent::decode(msg.payload.as_ref()).unwrap()));
-    }
-    assert!(!events.is_empty());
+    // Every live event of the run, up to its last: the run's end (published after
+    // all its steps', on the same connection).
+    let events = tokio::time::timeout(PATIENCE, async {
+        let mut events = Vec::new();
+        while let Some(msg) = live.next().await {
+            let event = ev::RunEvent::decode(msg.payload.as_ref()).unwrap();
+            let last = event.step.is_none() && event.run_status == RunStatus::Failed as i32;
+            events.push(format!("{event:?}"));
+            if last {
+                return events;
+            }
+        }
+        panic!("the live events ended before the run's end: {events:?}");
+    })
+    .await
+    .expect("the run's end as a live event");
+    assert!(events.len() > 1, "{events:?}");
     assert!(events.iter().all(|e| !e.contains(CANARY)));
     env.logs.assert_absent(&[CANARY]);
 }

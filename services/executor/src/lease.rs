@@ -1,0 +1,430 @@
+//! The writes of a run this executor holds the lease of: claim, renew, record
+//! steps, pause for an approval, finish, release. The engine works on runs of
+//! every owner, so this store is on the system role (`bizops_executor_system`,
+//! BYPASSRLS), like [`crate::system`]; every statement names one run, and every
+//! write but the skipped steps' requires the lease (`lease_owner = me`).
+//!
+//! The intake creates runs already leased (see [`crate::system::SystemStore::intake`]);
+//! from there on a run's lease is taken, renewed and given back only here.
+
+use std::{future::Future, time::Duration};
+
+use serde_json::Value;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{
+    model::{Claimed, RunState, StepRecord, approval, run, step},
+    pg::{interval, pg_json, pg_text},
+};
+
+/// A decision on an approval: (`ApprovalStatus`, decided by, comment).
+pub type Decision = (i16, Option<Uuid>, Option<String>);
+
+/// Storage of leased runs, as the engine needs it. `me` is the executor
+/// instance holding (or taking) the lease. A write that finds the run no longer
+/// ours (cancelled, deleted, taken over) writes nothing and returns `None`/`false`.
+pub trait LeaseStore: Clone + Send + Sync + 'static {
+    /// Takes (or renews) the lease of a run that is queued or running and not held
+    /// by a live executor; returns what is needed to execute it.
+    fn claim(
+        &self,
+        id: Uuid,
+        me: &str,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Option<Claimed>, sqlx::Error>> + Send;
+
+    /// Extends a lease; false if the run is no longer ours (cancelled, deleted, taken).
+    fn renew(
+        &self,
+        id: Uuid,
+        me: &str,
+        lease: Duration,
+    ) -> impl Future<Output = Result<bool, sqlx::Error>> + Send;
+
+    /// Stores step records — one step's state, or steps that ran back to back
+    /// without leaving the server (local steps, whose records are kept in memory
+    /// until something else happens) — and moves the run's cursor to `next_step`,
+    /// in one transaction, while we hold the lease. `None` if the run is no longer
+    /// ours (then nothing is written).
+    fn record_steps(
+        &self,
+        run_id: Uuid,
+        me: &str,
+        recs: &[StepRecord],
+        next_step: i32,
+    ) -> impl Future<Output = Result<Option<RunState>, sqlx::Error>> + Send;
+
+    /// Stores the records of steps passed over (skipped).
+    fn skip_steps(
+        &self,
+        run_id: Uuid,
+        owner: Uuid,
+        steps: &[StepRecord],
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+
+    /// Pauses a run before step `rec.idx` for a human decision (creating the
+    /// approval once) and releases the lease. Returns the state, or None if not ours.
+    fn await_approval(
+        &self,
+        run_id: Uuid,
+        me: &str,
+        rec: &StepRecord,
+        message: &str,
+        expires_at: OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<RunState>, sqlx::Error>> + Send;
+
+    /// The decision on step `idx` of a run, if any.
+    fn approval(
+        &self,
+        run_id: Uuid,
+        idx: i32,
+    ) -> impl Future<Output = Result<Option<Decision>, sqlx::Error>> + Send;
+
+    /// Ends a run we hold: the steps not stored yet (`steps`, see
+    /// [`LeaseStore::record_steps`]), terminal status, error, lease released, job
+    /// finished — in one transaction.
+    fn finish(
+        &self,
+        run_id: Uuid,
+        me: &str,
+        status: i16,
+        error: Option<&str>,
+        steps: &[StepRecord],
+    ) -> impl Future<Output = Result<Option<RunState>, sqlx::Error>> + Send;
+
+    /// Gives up a lease without finishing (shutdown, a dependency down): the run
+    /// is retried after `delay` by whichever executor's reaper sees it first.
+    fn release(
+        &self,
+        run_id: Uuid,
+        me: &str,
+        delay: Duration,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+
+    /// Releases every lease this executor holds (graceful shutdown).
+    fn release_all(&self, me: &str) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+
+    /// A run's status (None if it is gone).
+    fn status(&self, id: Uuid) -> impl Future<Output = Result<Option<i16>, sqlx::Error>> + Send;
+}
+
+/// The Postgres implementation, on the system role's pool.
+#[derive(Debug, Clone)]
+pub struct PgLeaseStore {
+    pool: PgPool,
+}
+
+impl PgLeaseStore {
+    /// A store on `pool` (connected as `bizops_executor_system`).
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+impl LeaseStore for PgLeaseStore {
+    async fn claim(&self, id: Uuid, me: &str, lease: Duration) -> Result<Option<Claimed>, sqlx::Error> {
+        // One statement: the lease, the payload and the finished steps' outputs.
+        let row = sqlx::query!(
+            r#"UPDATE executor.runs r
+             SET lease_owner = $2, lease_until = now() + $3, status = $5,
+                 started_at = COALESCE(r.started_at, now())
+             WHERE r.id = $1 AND r.status IN ($4, $5)
+               AND (r.lease_owner IS NULL OR r.lease_until < now() OR r.lease_owner = $2)
+             RETURNING r.owner_id, r.pilot_id, r.pilot_version, r.next_step,
+                 (SELECT j.payload FROM executor.jobs j WHERE j.id = r.job_id) AS payload,
+                 (SELECT j.content_type FROM executor.jobs j WHERE j.id = r.job_id) AS content_type,
+                 (SELECT jsonb_agg(jsonb_build_array(s.idx, s.step_key, s.output) ORDER BY s.idx)
+                  FROM executor.step_runs s WHERE s.run_id = r.id AND s.status = $6) AS outputs"#,
+            id,
+            me,
+            interval(lease),
+            run::QUEUED,
+            run::RUNNING,
+            step::SUCCEEDED,
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let payload = row.payload.zip(row.content_type);
+        let outputs = match row.outputs {
+            Some(Value::Array(steps)) => steps
+                .into_iter()
+                .filter_map(|s| {
+                    let idx = i32::try_from(s.get(0)?.as_i64()?).ok()?;
+                    let key = s.get(1)?.as_str()?.to_owned();
+                    let output = s.get(2).filter(|o| !o.is_null()).cloned();
+                    Some((idx, key, output))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(Some(Claimed {
+            id,
+            owner_id: row.owner_id,
+            pilot_id: row.pilot_id,
+            pilot_version: row.pilot_version,
+            next_step: row.next_step,
+            payload,
+            outputs,
+        }))
+    }
+
+    async fn renew(&self, id: Uuid, me: &str, lease: Duration) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query!(
+            "UPDATE executor.runs SET lease_until = now() + $3
+             WHERE id = $1 AND lease_owner = $2 AND status = $4",
+            id,
+            me,
+            interval(lease),
+            run::RUNNING,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_steps(
+        &self,
+        run_id: Uuid,
+        me: &str,
+        recs: &[StepRecord],
+        next_step: i32,
+    ) -> Result<Option<RunState>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let state = sqlx::query!(
+            "UPDATE executor.runs SET next_step = $3, event_seq = event_seq + $5
+             WHERE id = $1 AND lease_owner = $2 AND status = $4
+             RETURNING owner_id, pilot_id, event_seq",
+            run_id,
+            me,
+            next_step,
+            run::RUNNING,
+            i64::try_from(recs.len()).unwrap_or(i64::MAX),
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(state) = state else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        for rec in recs {
+            upsert_step(&mut tx, run_id, state.owner_id, rec).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(RunState {
+            id: run_id,
+            owner_id: state.owner_id,
+            pilot_id: state.pilot_id,
+            status: run::RUNNING,
+            seq: state.event_seq,
+        }))
+    }
+
+    async fn skip_steps(&self, run_id: Uuid, owner: Uuid, steps: &[StepRecord]) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        for rec in steps {
+            upsert_step(&mut tx, run_id, owner, rec).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn await_approval(
+        &self,
+        run_id: Uuid,
+        me: &str,
+        rec: &StepRecord,
+        message: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<Option<RunState>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let state = sqlx::query!(
+            "UPDATE executor.runs
+             SET status = $4, next_step = $5, lease_owner = NULL, lease_until = NULL, event_seq = event_seq + 1
+             WHERE id = $1 AND lease_owner = $2 AND status = $3
+             RETURNING owner_id, pilot_id, event_seq",
+            run_id,
+            me,
+            run::RUNNING,
+            run::AWAITING_APPROVAL,
+            rec.idx,
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(state) = state else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        upsert_step(&mut tx, run_id, state.owner_id, rec).await?;
+        sqlx::query!(
+            "INSERT INTO executor.approvals (id, owner_id, run_id, pilot_id, step_idx, step_key, status, message, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), $9)
+             ON CONFLICT (run_id, step_idx) DO NOTHING",
+            Uuid::now_v7(),
+            state.owner_id,
+            run_id,
+            state.pilot_id,
+            rec.idx,
+            rec.key,
+            approval::PENDING,
+            pg_text(message),
+            expires_at,
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(RunState {
+            id: run_id,
+            owner_id: state.owner_id,
+            pilot_id: state.pilot_id,
+            status: run::AWAITING_APPROVAL,
+            seq: state.event_seq,
+        }))
+    }
+
+    async fn approval(&self, run_id: Uuid, idx: i32) -> Result<Option<Decision>, sqlx::Error> {
+        Ok(sqlx::query!(
+            "SELECT status, decided_by, comment FROM executor.approvals WHERE run_id = $1 AND step_idx = $2",
+            run_id,
+            idx
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| (r.status, r.decided_by, r.comment)))
+    }
+
+    async fn finish(
+        &self,
+        run_id: Uuid,
+        me: &str,
+        status: i16,
+        error: Option<&str>,
+        steps: &[StepRecord],
+    ) -> Result<Option<RunState>, sqlx::Error> {
+        // One statement (so one round trip, committed on its own): the run's end,
+        // its steps, its job. Nothing is written unless the run is still ours.
+        let state = sqlx::query!(
+            "WITH run AS (
+                 UPDATE executor.runs
+                 SET status = $3, error = $4, finished_at = now(), lease_owner = NULL, lease_until = NULL,
+                     event_seq = event_seq + 1 + $6
+                 WHERE id = $1 AND lease_owner = $2 AND status = $5
+                 RETURNING owner_id, pilot_id, event_seq, job_id
+             ), steps AS (
+                 INSERT INTO executor.step_runs (run_id, idx, owner_id, step_key, kind, status, attempts, provider,
+                                                 output, output_truncated, error, started_at, finished_at)
+                 SELECT $1, s.idx, run.owner_id, s.step_key, s.kind, s.status, s.attempts, s.provider, s.output,
+                        s.output_truncated, s.error, s.started_at, s.finished_at
+                 FROM run, UNNEST($7::int4[], $8::text[], $9::text[], $10::int2[], $11::int4[], $12::text[],
+                                  $13::jsonb[], $14::bool[], $15::text[], $16::timestamptz[], $17::timestamptz[])
+                      AS s(idx, step_key, kind, status, attempts, provider, output, output_truncated, error,
+                           started_at, finished_at)
+                 ON CONFLICT (run_id, idx) DO UPDATE SET
+                     status = EXCLUDED.status, attempts = EXCLUDED.attempts, provider = EXCLUDED.provider,
+                     output = EXCLUDED.output, output_truncated = EXCLUDED.output_truncated, error = EXCLUDED.error,
+                     started_at = COALESCE(executor.step_runs.started_at, EXCLUDED.started_at),
+                     finished_at = EXCLUDED.finished_at
+             ), job AS (
+                 UPDATE executor.jobs SET finished_at = now()
+                 WHERE id = (SELECT job_id FROM run) AND finished_at IS NULL
+             )
+             SELECT owner_id, pilot_id, event_seq FROM run",
+            run_id,
+            me,
+            status,
+            error.map(pg_text),
+            run::RUNNING,
+            i64::try_from(steps.len()).unwrap_or(i64::MAX),
+            steps.iter().map(|s| s.idx).collect::<Vec<i32>>() as _,
+            steps.iter().map(|s| s.key.clone()).collect::<Vec<String>>() as _,
+            steps.iter().map(|s| s.kind.to_owned()).collect::<Vec<String>>() as _,
+            steps.iter().map(|s| s.status).collect::<Vec<i16>>() as _,
+            steps.iter().map(|s| s.attempts).collect::<Vec<i32>>() as _,
+            steps.iter().map(|s| s.provider.clone()).collect::<Vec<Option<String>>>() as _,
+            steps.iter().map(|s| s.output.as_ref().map(pg_json)).collect::<Vec<Option<Value>>>() as _,
+            steps.iter().map(|s| s.truncated).collect::<Vec<bool>>() as _,
+            steps.iter().map(|s| s.error.as_deref().map(pg_text)).collect::<Vec<Option<String>>>() as _,
+            steps.iter().map(|s| s.started_at).collect::<Vec<Option<OffsetDateTime>>>() as _,
+            steps.iter().map(|s| s.finished_at).collect::<Vec<Option<OffsetDateTime>>>() as _,
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(state) = state else {
+            return Ok(None);
+        };
+        Ok(Some(RunState {
+            id: run_id,
+            owner_id: state.owner_id,
+            pilot_id: state.pilot_id,
+            status,
+            seq: state.event_seq,
+        }))
+    }
+
+    async fn release(&self, run_id: Uuid, me: &str, delay: Duration) -> Result<(), sqlx::Error> {
+        sqlx::query!(
+            "UPDATE executor.runs SET lease_until = now() + $3 WHERE id = $1 AND lease_owner = $2",
+            run_id,
+            me,
+            interval(delay),
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn release_all(&self, me: &str) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query!(
+            "UPDATE executor.runs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1 AND status = $2",
+            me,
+            run::RUNNING,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn status(&self, id: Uuid) -> Result<Option<i16>, sqlx::Error> {
+        sqlx::query_scalar!("SELECT status FROM executor.runs WHERE id = $1", id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+}
+
+async fn upsert_step(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    run_id: Uuid,
+    owner: Uuid,
+    rec: &StepRecord,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO executor.step_runs (run_id, idx, owner_id, step_key, kind, status, attempts, provider, output,
+                                         output_truncated, error, started_at, finished_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+         ON CONFLICT (run_id, idx) DO UPDATE SET
+             status = EXCLUDED.status, attempts = EXCLUDED.attempts, provider = EXCLUDED.provider,
+             output = EXCLUDED.output, output_truncated = EXCLUDED.output_truncated, error = EXCLUDED.error,
+             started_at = COALESCE(executor.step_runs.started_at, EXCLUDED.started_at),
+             finished_at = EXCLUDED.finished_at",
+        run_id,
+        rec.idx,
+        owner,
+        rec.key,
+        rec.kind,
+        rec.status,
+        rec.attempts,
+        rec.provider,
+        rec.output.as_ref().map(pg_json) as Option<Value>,
+        rec.truncated,
+        rec.error.as_deref().map(pg_text),
+        rec.started_at,
+        rec.finished_at,
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
