@@ -15,6 +15,12 @@ use tonic::metadata::MetadataValue;
 pub const CODE_METADATA_KEY: &str = "x-bizops-error-code";
 /// gRPC metadata key carrying the retry-after hint in whole seconds.
 pub const RETRY_AFTER_METADATA_KEY: &str = "retry-after";
+/// gRPC metadata key carrying the path of the field an error is about
+/// (`title`, `steps[2].slack.text`, `schedules[0].cron`).
+pub const FIELD_METADATA_KEY: &str = "x-bizops-error-field";
+/// gRPC binary metadata key carrying what is wrong with that field (UTF-8), the
+/// message without the words that say where.
+pub const PROBLEM_METADATA_KEY: &str = "x-bizops-error-problem-bin";
 
 macro_rules! error_codes {
     ($( $variant:ident => $name:literal, $grpc:ident, $http:literal, $doc:literal; )+) => {
@@ -134,26 +140,37 @@ impl ErrorCode {
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// An error at a service edge: a stable code, a safe message for the client, an
-/// optional retry hint, and an optional cause that is logged but never sent.
+/// optional field it is about, an optional retry hint, and an optional cause that
+/// is logged but never sent.
 ///
 /// ```
 /// use bizops_errors::{Error, ErrorCode};
 /// let status: tonic::Status = Error::invalid("title", "must be 1-200 characters").into();
 /// assert_eq!(status.code(), tonic::Code::InvalidArgument);
 /// assert_eq!(status.message(), "title: must be 1-200 characters");
-/// assert_eq!(Error::from_status(&status).code(), ErrorCode::InvalidArgument);
+/// let back = Error::from_status(&status);
+/// assert_eq!(back.code(), ErrorCode::InvalidArgument);
+/// assert_eq!((back.field(), back.problem()), (Some("title"), Some("must be 1-200 characters")));
 /// ```
 pub struct Error {
     code: ErrorCode,
     message: Cow<'static, str>,
+    field: Option<FieldProblem>,
     retry_after: Option<Duration>,
     source: Option<Source>,
+}
+
+/// The field an error is about and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FieldProblem {
+    path: String,
+    problem: String,
 }
 
 impl Error {
     /// An error with a client-safe message.
     pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { code, message: message.into(), retry_after: None, source: None }
+        Self { code, message: message.into(), field: None, retry_after: None, source: None }
     }
 
     /// An unexpected failure. The client sees only "internal error" and a reference;
@@ -162,6 +179,7 @@ impl Error {
         Self {
             code: ErrorCode::Internal,
             message: Cow::Borrowed("internal error"),
+            field: None,
             retry_after: None,
             source: Some(source.into()),
         }
@@ -172,14 +190,17 @@ impl Error {
         Self {
             code: ErrorCode::Unavailable,
             message: Cow::Borrowed("a service this request needs is unavailable, try again shortly"),
+            field: None,
             retry_after: Some(Duration::from_secs(1)),
             source: Some(source.into()),
         }
     }
 
-    /// `INVALID_ARGUMENT` naming a field: `"<field>: <problem>"`.
+    /// `INVALID_ARGUMENT` about a field: the message is `"<field>: <problem>"`, and
+    /// [`Error::field`] and [`Error::problem`] carry the two parts.
     pub fn invalid(field: &str, problem: impl fmt::Display) -> Self {
-        Self::new(ErrorCode::InvalidArgument, format!("{field}: {problem}"))
+        let problem = problem.to_string();
+        Self::new(ErrorCode::InvalidArgument, format!("{field}: {problem}")).with_field(field, problem)
     }
 
     /// `NOT_FOUND` for a kind of thing, e.g. `Error::not_found("pilot")`.
@@ -191,6 +212,23 @@ impl Error {
     pub fn with_retry_after(mut self, after: Duration) -> Self {
         self.retry_after = Some(after);
         self
+    }
+
+    /// Says which field the error is about (a path like `steps[2].slack.text`) and
+    /// what is wrong with it; the message stays as it is.
+    pub fn with_field(mut self, path: impl Into<String>, problem: impl Into<String>) -> Self {
+        self.field = Some(FieldProblem { path: path.into(), problem: problem.into() });
+        self
+    }
+
+    /// The path of the field the error is about, if it is about one.
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_ref().map(|f| f.path.as_str())
+    }
+
+    /// What is wrong with [`Error::field`] (the message without where).
+    pub fn problem(&self) -> Option<&str> {
+        self.field.as_ref().map(|f| f.problem.as_str())
     }
 
     /// Attaches a cause that is logged, never sent.
@@ -236,7 +274,19 @@ impl Error {
         } else {
             Cow::Owned(status.message().to_owned())
         };
-        Self { code, message, retry_after, source: None }
+        let path = status.metadata().get(FIELD_METADATA_KEY).and_then(|v| v.to_str().ok());
+        let problem = status
+            .metadata()
+            .get_bin(PROBLEM_METADATA_KEY)
+            .and_then(|v| v.to_bytes().ok())
+            .and_then(|b| String::from_utf8(b.to_vec()).ok());
+        let field = match (path, problem) {
+            (Some(path), Some(problem)) if code != ErrorCode::Internal => {
+                Some(FieldProblem { path: path.to_owned(), problem })
+            }
+            _ => None,
+        };
+        Self { code, message, field, retry_after, source: None }
     }
 
     /// Logs the cause (if any) and returns the reference used in the client message.
@@ -281,6 +331,7 @@ impl fmt::Debug for Error {
         f.debug_struct("Error")
             .field("code", &self.code)
             .field("message", &self.message)
+            .field("field", &self.field)
             .field("retry_after", &self.retry_after)
             .field("has_source", &self.source.is_some())
             .finish()
@@ -307,6 +358,14 @@ impl From<Error> for tonic::Status {
         };
         let mut status = tonic::Status::new(err.code.grpc_code(), message);
         status.metadata_mut().insert(CODE_METADATA_KEY, MetadataValue::from_static(err.code.as_str()));
+        if let Some(f) = &err.field
+            && let Ok(path) = MetadataValue::try_from(f.path.as_str())
+        {
+            status.metadata_mut().insert(FIELD_METADATA_KEY, path);
+            status
+                .metadata_mut()
+                .insert_bin(PROBLEM_METADATA_KEY, MetadataValue::from_bytes(f.problem.as_bytes()));
+        }
         if let Some(after) = err.retry_after {
             let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
             if let Ok(v) = MetadataValue::try_from(secs.max(1).to_string()) {
@@ -317,7 +376,8 @@ impl From<Error> for tonic::Status {
     }
 }
 
-/// The JSON body of an HTTP error: `{"error": {"code": "...", "message": "..."}}`.
+/// The JSON body of an HTTP error: `{"error": {"code": "...", "message": "...",
+/// "field": "..."}}` (`field` only when the error is about one).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HttpErrorBody {
     /// The error.
@@ -331,6 +391,10 @@ pub struct HttpErrorDetail {
     pub code: String,
     /// Short, safe explanation.
     pub message: String,
+    /// The path of the field the error is about: within a Pilot's spec for its
+    /// content (`title`, `steps[2].slack.text`), else the request's field (`email`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl Error {
@@ -342,7 +406,13 @@ impl Error {
         };
         (
             self.code.http_status(),
-            HttpErrorBody { error: HttpErrorDetail { code: self.code.as_str().to_owned(), message } },
+            HttpErrorBody {
+                error: HttpErrorDetail {
+                    code: self.code.as_str().to_owned(),
+                    message,
+                    field: self.field().filter(|_| self.code != ErrorCode::Internal).map(str::to_owned),
+                },
+            },
         )
     }
 }
@@ -352,6 +422,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -425,6 +496,27 @@ mod tests {
             .into();
         assert_eq!(status.metadata().get(RETRY_AFTER_METADATA_KEY).and_then(|v| v.to_str().ok()), Some("2"));
         assert_eq!(Error::from_status(&status).retry_after(), Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn the_field_of_an_error_crosses_grpc_and_reaches_http() {
+        let e = Error::new(ErrorCode::InvalidArgument, "steps[2] \"notify\": slack.text: is required — “x”")
+            .with_field("steps[2].slack.text", "is required — “x”");
+        let status: tonic::Status = e.into();
+        let back = Error::from_status(&status);
+        assert_eq!(back.field(), Some("steps[2].slack.text"));
+        assert_eq!(back.problem(), Some("is required — “x”"), "the problem is UTF-8");
+        assert_eq!(back.message(), "steps[2] \"notify\": slack.text: is required — “x”");
+        let (_, body) = back.to_http();
+        assert_eq!(body.error.field.as_deref(), Some("steps[2].slack.text"));
+        let json = serde_json::to_string(&body).unwrap();
+        assert!(json.contains("\"field\""), "{json}");
+
+        let (_, body) = Error::new(ErrorCode::NotFound, "pilot not found").to_http();
+        assert_eq!(body.error.field, None);
+        assert!(!serde_json::to_string(&body).unwrap().contains("field"), "no field, no key");
+        let plain: tonic::Status = Error::not_found("pilot").into();
+        assert_eq!(Error::from_status(&plain).field(), None);
     }
 
     #[test]

@@ -847,7 +847,7 @@ fn started(idx: usize, step: &pb::Step) -> StepRecord {
     StepRecord {
         idx: i32::try_from(idx).unwrap_or(i32::MAX),
         key: step.key.clone(),
-        kind: step.kind.as_ref().map(kind_name).unwrap_or("unknown"),
+        kind: step.kind.as_ref().map(bizops_pilot_spec::kind_name).unwrap_or("unknown"),
         status: step::RUNNING,
         attempts: 0,
         provider: None,
@@ -864,7 +864,7 @@ fn skipped(spec: &pb::PilotSpec, from: usize, to: usize) -> impl Iterator<Item =
     (from..to.min(spec.steps.len())).map(|i| StepRecord {
         idx: i32::try_from(i).unwrap_or(i32::MAX),
         key: spec.steps[i].key.clone(),
-        kind: spec.steps[i].kind.as_ref().map(kind_name).unwrap_or("unknown"),
+        kind: spec.steps[i].kind.as_ref().map(bizops_pilot_spec::kind_name).unwrap_or("unknown"),
         status: step::SKIPPED,
         attempts: 0,
         provider: None,
@@ -914,18 +914,6 @@ pub fn trigger_value(payload: &[u8], content_type: &str) -> Value {
         return Value::Object(fields);
     }
     json!({ "text": String::from_utf8_lossy(payload) })
-}
-
-fn kind_name(kind: &Kind) -> &'static str {
-    match kind {
-        Kind::Ai(_) => "ai",
-        Kind::Slack(_) => "slack",
-        Kind::Email(_) => "email",
-        Kind::Http(_) => "http",
-        Kind::Transform(_) => "transform",
-        Kind::Condition(_) => "condition",
-        Kind::Approval(_) => "approval",
-    }
 }
 
 fn step_event(rec: &StepRecord, elapsed: Option<Duration>) -> ev::StepEvent {

@@ -1,8 +1,8 @@
 //! The Pilot editor's form: a Pilot spec as flat form fields
 //! (`steps[0].key`, `steps[0].slack.text`, `schedules[1].cron`, …), the
 //! editing actions that work without JavaScript (add, remove and reorder steps
-//! and schedules), and the placement of the catalog's validation messages beside
-//! the field they name.
+//! and schedules), and the placement of the catalog's validation errors beside
+//! the field they name (`bizops_errors::Error::field`).
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -540,26 +540,6 @@ fn json_value(def: &FieldDef, text: &str) -> Result<Value, (&'static str, &'stat
     })
 }
 
-/// Splits a catalog validation message into the form field it names and the
-/// problem: `steps[3] "notify": slack.text: is required` →
-/// (`steps[3].slack.text`, `is required`); `title: is required` → (`title`, …).
-pub fn error_path(message: &str) -> Option<(String, String)> {
-    if let Some(rest) = message.strip_prefix("steps[") {
-        let (index, rest) = rest.split_once(']')?;
-        let index: usize = index.parse().ok()?;
-        // ` "key": field: problem` (the key is quoted and cannot contain quotes).
-        let rest = rest.trim_start();
-        let rest = rest.strip_prefix('"')?;
-        let (_, rest) = rest.split_once("\": ")?;
-        let (field, problem) = rest.split_once(": ")?;
-        return Some((format!("steps[{index}].{field}"), problem.to_owned()));
-    }
-    let (field, problem) = message.split_once(": ")?;
-    let plausible =
-        !field.is_empty() && field.chars().all(|c| c.is_ascii_alphanumeric() || "_.[]".contains(c));
-    plausible.then(|| (field.to_owned(), problem.to_owned()))
-}
-
 /// The rendered field an error path belongs to: the path itself, else its
 /// nearest enclosing field (`steps[3].email.to[0]` → `steps[3].email.to`, then
 /// `steps[3]`), else `None` (shown at the top of the form).
@@ -646,20 +626,14 @@ mod tests {
     }
 
     #[test]
-    fn catalog_messages_land_beside_their_field() {
+    fn error_fields_land_beside_their_input() {
         let (form, _) =
             EditorForm::from_pairs(&pairs(&[("steps[0].kind", "email"), ("steps[0].key", "mail")]));
         let fields = form.field_names();
-        let (path, problem) = error_path("steps[0] \"mail\": email.to[1]: refers to step \"x\"").unwrap();
-        assert_eq!(problem, "refers to step \"x\"");
-        assert_eq!(place(&path, &fields).as_deref(), Some("steps[0].email.to"));
-        let (path, _) = error_path("steps[0] \"mail\": email: needs html, text or both").unwrap();
-        assert_eq!(place(&path, &fields).as_deref(), Some("steps[0]"));
-        let (path, _) = error_path("title: is required").unwrap();
-        assert_eq!(place(&path, &fields).as_deref(), Some("title"));
-        assert_eq!(error_path("the Pilot is 300000 bytes; at most 262144 are allowed"), None);
-        let (path, _) = error_path("schedules[3].cron: bad").unwrap();
-        assert_eq!(place(&path, &fields), None);
+        assert_eq!(place("steps[0].email.to[1]", &fields).as_deref(), Some("steps[0].email.to"));
+        assert_eq!(place("steps[0].email", &fields).as_deref(), Some("steps[0]"));
+        assert_eq!(place("title", &fields).as_deref(), Some("title"));
+        assert_eq!(place("schedules[3].cron", &fields), None, "no such schedule: shown at the top");
     }
 
     #[test]

@@ -112,6 +112,7 @@ mod tests {
         let status: tonic::Status = Error::invalid("title", "is required").into();
         let e = from_backend("CreatePilot", &status);
         assert_eq!((e.code(), e.message()), (ErrorCode::InvalidArgument, "title: is required"));
+        assert_eq!((e.field(), e.problem()), (Some("title"), Some("is required")));
     }
 
     #[tokio::test]

@@ -34,7 +34,7 @@ fn default_true() -> bool {
 
 // ---------------------------------------------------------------- errors
 
-/// Every error: `{"error": {"code", "message"}}` (codes in docs/errors.md).
+/// Every error: `{"error": {"code", "message", "field"}}` (docs/errors.md).
 /// Mirrors `bizops_errors::HttpErrorBody` for the OpenAPI document.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +51,11 @@ pub struct ErrorDetail {
     pub code: String,
     /// Short, safe explanation.
     pub message: String,
+    /// The path of the field the error is about, when it is about one: within a
+    /// Pilot's spec for its content (`title`, `steps[2].slack.text`,
+    /// `schedules[0].cron`), else the request's field (`email`, `password`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 // ---------------------------------------------------------------- accounts

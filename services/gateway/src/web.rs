@@ -511,10 +511,10 @@ async fn signup(State(st): State<Shared>, ip: ClientIp, WebForm(form): WebForm<S
             let (status, body) = e.to_http();
             let mut errors = BTreeMap::new();
             let mut error = Some(body.error.message.clone());
-            if let Some((field, problem)) = editor::error_path(&body.error.message)
-                && ["email", "password", "display_name"].contains(&field.as_str())
+            if let (Some(field), Some(problem)) = (e.field(), e.problem())
+                && ["email", "password", "display_name"].contains(&field)
             {
-                errors.insert(field, problem);
+                errors.insert(field.to_owned(), problem.to_owned());
                 error = None;
             }
             if e.code() == ErrorCode::WeakPassword && errors.is_empty() {
@@ -709,10 +709,10 @@ fn save_failed(
     let (status, body) = error.to_http();
     let mut errors = BTreeMap::new();
     let mut form_error = Some(body.error.message.clone());
-    if let Some((path, problem)) = editor::error_path(&body.error.message)
-        && let Some(field) = editor::place(&path, &form.field_names())
+    if let (Some(path), Some(problem)) = (error.field(), error.problem())
+        && let Some(field) = editor::place(path, &form.field_names())
     {
-        errors.insert(field, problem);
+        errors.insert(field, problem.to_owned());
         form_error = Some("The Pilot was not saved: see the marked field.".to_owned());
     }
     editor_view(st, s, status, pilot_id, form, &errors, form_error)

@@ -96,11 +96,16 @@ struct At<'a> {
 }
 
 impl At<'_> {
+    /// `INVALID_ARGUMENT` about `field` of this step: the message says
+    /// `steps[2] "notify": slack.text: <problem>`, the field path is
+    /// `steps[2].slack.text`.
     fn err(&self, field: &str, problem: impl std::fmt::Display) -> Error {
+        let problem = problem.to_string();
         Error::new(
             ErrorCode::InvalidArgument,
             format!("steps[{}] \"{}\": {field}: {problem}", self.index, self.key),
         )
+        .with_field(format!("steps[{}].{field}", self.index), problem)
     }
 }
 
@@ -470,10 +475,21 @@ mod tests {
         pb::PilotSpec { title: "T".into(), steps, ..Default::default() }
     }
 
+    /// The message of the validation error; every one names its field, and the
+    /// message ends with the problem the field path points at.
     fn message(s: &mut pb::PilotSpec) -> String {
         let e = validate(s, limits()).unwrap_err();
         assert_eq!(e.code(), ErrorCode::InvalidArgument, "{}", e.message());
+        let (field, problem) = (e.field().unwrap(), e.problem().unwrap());
+        assert!(e.message().ends_with(&format!(": {problem}")), "{} / {problem}", e.message());
+        assert!(!field.is_empty() && !field.contains(' '), "{field}");
         e.message().to_owned()
+    }
+
+    /// The field path and problem of the validation error.
+    fn field(s: &mut pb::PilotSpec) -> (String, String) {
+        let e = validate(s, limits()).unwrap_err();
+        (e.field().unwrap().to_owned(), e.problem().unwrap().to_owned())
     }
 
     #[test]
@@ -526,6 +542,7 @@ mod tests {
         assert!(message(&mut bad_key).contains("key: must match"));
         let mut no_kind = spec(vec![pb::Step { key: "a".into(), ..Default::default() }]);
         assert!(message(&mut no_kind).contains("kind: is required"));
+        assert_eq!(field(&mut no_kind).0, "steps[0].kind");
         let mut classify = spec(vec![step(
             "c",
             Kind::Ai(pb::AiStep {
@@ -535,6 +552,7 @@ mod tests {
             }),
         )]);
         assert!(message(&mut classify).contains("ai.labels: needs 1-50 entries"));
+        assert_eq!(field(&mut classify), ("steps[0].ai.labels".into(), "needs 1-50 entries".into()));
         let mut approval_on_ai = spec(vec![pb::Step {
             requires_approval: true,
             ..step(
@@ -568,6 +586,9 @@ mod tests {
             }),
         )]);
         assert!(message(&mut bad_expr).contains("condition.expression: template syntax error"));
+        let (path, problem) = field(&mut bad_expr);
+        assert_eq!(path, "steps[0].condition.expression");
+        assert!(problem.starts_with("template syntax error"), "{problem}");
     }
 
     #[test]
@@ -575,6 +596,7 @@ mod tests {
         let mut s = spec(vec![]);
         s.title = "   ".into();
         assert_eq!(message(&mut s), "title: is required");
+        assert_eq!(field(&mut s), ("title".into(), "is required".into()));
         s.title = "x".repeat(201);
         assert!(message(&mut s).contains("at most 200"));
         let mut big = spec(vec![step("a", transform(&"x".repeat(60_000)))]);
@@ -597,6 +619,7 @@ mod tests {
         assert!(s.schedules[0].id.parse::<uuid::Uuid>().is_ok());
         s.schedules[0].timezone = "Mars/Olympus".into();
         assert!(message(&mut s).starts_with("schedules[0].timezone:"));
+        assert_eq!(field(&mut s).0, "schedules[0].timezone");
         s.schedules[0].timezone = "UTC".into();
         s.schedules[0].cron = "61 * * * *".into();
         assert!(message(&mut s).starts_with("schedules[0].cron:"));

@@ -89,7 +89,8 @@ pub struct World {
     pub calls: Vec<Call>,
     pub verify_session_calls: usize,
     /// When set, CreatePilot and UpdatePilot answer INVALID_ARGUMENT with it.
-    pub reject_spec: Option<String>,
+    /// The catalog's refusal of the next spec: message, field path, problem.
+    pub reject_spec: Option<(String, String, String)>,
     /// Statuses answered instead, one per call, by RPC name (after the call is
     /// recorded): failures the real services cannot be made to produce.
     pub inject: HashMap<&'static str, VecDeque<Status>>,
@@ -358,11 +359,11 @@ impl Fakes {
     }
 
     fn check_spec(&self, spec: &catalog::PilotSpec) -> Result<(), Status> {
-        if let Some(message) = self.lock().reject_spec.clone() {
-            return Err(err(ErrorCode::InvalidArgument, &message));
+        if let Some((message, path, problem)) = self.lock().reject_spec.clone() {
+            return Err(Error::new(ErrorCode::InvalidArgument, message).with_field(path, problem).into());
         }
         if spec.title.trim().is_empty() {
-            return Err(err(ErrorCode::InvalidArgument, "title: is required"));
+            return Err(Error::invalid("title", "is required").into());
         }
         Ok(())
     }

@@ -95,9 +95,13 @@ async fn the_editor_adds_reorders_and_removes_steps_and_saves() {
     let r = b.post_form("/pilots/new", &refs(&as_refs(&post(&fields, "add_schedule", "")))).await;
     assert!(r.body.contains("name=\"schedules[0].cron\""));
 
-    // The catalog's message lands beside the field it names.
-    gw.world().reject_spec =
-        Some("steps[0] \"notify\": slack.text: refers to step \"x\", which runs after it".into());
+    // The catalog's error lands beside the field it names (its field path, not
+    // its wording, says where).
+    gw.world().reject_spec = Some((
+        "the Pilot's first step has a problem".into(),
+        "steps[0].slack.text".into(),
+        "refers to step \"x\", which runs after it".into(),
+    ));
     let r = b.post_form("/pilots/new", &refs(&as_refs(&post(&fields, "save", "")))).await;
     r.assert(StatusCode::BAD_REQUEST);
     let at = r.body.find("id=\"err-steps-0-slack-text\"").expect("error beside the field");
