@@ -491,3 +491,41 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The services' built-in defaults (what `make run` relies on) are the
+    /// topology's ports, and each default URL of a called service points at them.
+    #[test]
+    fn the_topology_s_ports_are_the_services_defaults() {
+        let t = Topology::get();
+        let ports = |name: &str| {
+            let s = t.service(name).unwrap();
+            (s.port(), s.metrics_port)
+        };
+        let url = |name: &str| format!("http://127.0.0.1:{}", ports(name).0);
+        let (i, c, v, x, g) = (
+            IdentityConfig::default(),
+            CatalogConfig::default(),
+            VaultConfig::default(),
+            ExecutorConfig::default(),
+            GatewayConfig::default(),
+        );
+        assert_eq!(ports("identity"), (i.grpc_addr.port(), i.metrics_addr.port()));
+        assert_eq!(ports("catalog"), (c.grpc_addr.port(), c.metrics_addr.port()));
+        assert_eq!(ports("vault"), (v.grpc_addr.port(), v.metrics_addr.port()));
+        assert_eq!(ports("executor"), (x.grpc_addr.port(), x.metrics_addr.port()));
+        assert_eq!(ports("gateway"), (g.http_addr.port(), g.metrics_addr.port()));
+        assert_eq!(
+            [i.catalog_url, i.executor_url, i.vault_url],
+            [url("catalog"), url("executor"), url("vault")]
+        );
+        assert_eq!([x.catalog_url, x.vault_url], [url("catalog"), url("vault")]);
+        assert_eq!(
+            [g.identity_url, g.catalog_url, g.vault_url, g.executor_url],
+            [url("identity"), url("catalog"), url("vault"), url("executor")]
+        );
+    }
+}
