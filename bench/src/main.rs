@@ -90,9 +90,9 @@ pub struct ModeResult {
     open: Measured,
     purged: u64,
     e2e: EndToEnd,
-    rss_idle: Vec<(&'static str, f64)>,
-    rss_end: Vec<(&'static str, f64)>,
-    rss_peak: HashMap<&'static str, f64>,
+    rss_idle: Vec<(String, f64)>,
+    rss_end: Vec<(String, f64)>,
+    rss_peak: HashMap<String, f64>,
 }
 
 async fn run_mode(
@@ -158,13 +158,12 @@ async fn measure(
     suite.start_executor().await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     if let Ok(executor) = suite.get("executor") {
-        rss_idle.push(("executor", executor.rss()));
+        rss_idle.push((executor.name.clone(), executor.rss()));
     }
 
-    let mut pids: Vec<(&'static str, u32)> =
-        suite.services.iter().filter_map(|s| s.pid().map(|p| (s.name, p))).collect();
+    let mut pids = suite.pids();
     if let Some(p) = nats.pid() {
-        pids.push(("nats-server", p));
+        pids.push(("nats-server".to_owned(), p));
     }
     let sampler = RssSampler::start(pids);
     eprintln!("end to end at {}/s for {} s", args.e2e_rate, plan.e2e.as_secs());
@@ -173,7 +172,7 @@ async fn measure(
     let rss_peak = sampler.finish().await;
     Ok(ModeResult {
         mode,
-        nats_version: nats.version.clone(),
+        nats_version: nats.version(),
         raw,
         closed,
         open_rate,

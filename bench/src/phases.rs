@@ -439,20 +439,20 @@ pub async fn identity(
 /// Samples resident set sizes of `pids` every 250 ms until stopped; the peaks.
 pub struct RssSampler {
     stop: Arc<std::sync::atomic::AtomicBool>,
-    task: tokio::task::JoinHandle<HashMap<&'static str, f64>>,
+    task: tokio::task::JoinHandle<HashMap<String, f64>>,
 }
 
 impl RssSampler {
     /// Starts sampling.
-    pub fn start(pids: Vec<(&'static str, u32)>) -> Self {
+    pub fn start(pids: Vec<(String, u32)>) -> Self {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let s = stop.clone();
         let task = tokio::spawn(async move {
-            let mut peak: HashMap<&'static str, f64> = HashMap::new();
+            let mut peak: HashMap<String, f64> = HashMap::new();
             while !s.load(std::sync::atomic::Ordering::Relaxed) {
                 for (name, pid) in &pids {
-                    if let Some(r) = crate::procs::rss_mib(*pid) {
-                        let e = peak.entry(name).or_insert(0.0);
+                    if let Some(r) = bizops_testkit::procs::rss_mib(*pid) {
+                        let e = peak.entry(name.clone()).or_insert(0.0);
                         *e = e.max(r);
                     }
                 }
@@ -464,7 +464,7 @@ impl RssSampler {
     }
 
     /// Stops; the peak per name.
-    pub async fn finish(self) -> HashMap<&'static str, f64> {
+    pub async fn finish(self) -> HashMap<String, f64> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.task.await.unwrap_or_default()
     }

@@ -4,7 +4,7 @@ use std::{fmt::Write as _, time::Duration};
 
 use serde_json::json;
 
-use crate::{ModeResult, phases::IdentityFigures, procs::SyncMode, stats::round, suite::SERVICES};
+use crate::{ModeResult, phases::IdentityFigures, procs::SyncMode, stats::round, suite::binaries};
 
 /// The machine the figures were taken on.
 pub struct Machine {
@@ -117,7 +117,7 @@ fn checks(durable: &ModeResult, identity: Option<&IdentityFigures>) -> Vec<Check
         measured: format!("{} MiB", f(idle_max, 1)),
         pass: idle_max <= 50.0,
     });
-    let load_max = SERVICES.iter().filter_map(|s| durable.rss_peak.get(s)).copied().fold(0.0, f64::max);
+    let load_max = binaries().iter().filter_map(|s| durable.rss_peak.get(s)).copied().fold(0.0, f64::max);
     out.push(Check {
         what: "RSS of each service under load (largest peak)".into(),
         target: "≤ 200 MiB".into(),
@@ -258,10 +258,10 @@ pub fn markdown(
         rule.push_str("---:|---:|---:|");
     }
     let _ = writeln!(s, "{header}\n{rule}");
-    for name in SERVICES.iter().copied().chain(["nats-server"]) {
+    for name in binaries().iter().map(String::as_str).chain(["nats-server"]) {
         let _ = write!(s, "| {name} |");
         for r in results {
-            let get = |v: &[(&'static str, f64)]| v.iter().find(|(n, _)| *n == name).map(|(_, x)| *x);
+            let get = |v: &[(String, f64)]| v.iter().find(|(n, _)| n == name).map(|(_, x)| *x);
             let _ = write!(
                 s,
                 " {} | {} | {} |",
@@ -298,8 +298,8 @@ pub fn json(
         .iter()
         .map(|r| {
             let raw = r.raw.per_sec();
-            let rss = |v: &[(&'static str, f64)]| {
-                v.iter().map(|(n, x)| ((*n).to_owned(), json!(round(*x, 1)))).collect::<serde_json::Map<_, _>>()
+            let rss = |v: &[(String, f64)]| {
+                v.iter().map(|(n, x)| (n.clone(), json!(round(*x, 1)))).collect::<serde_json::Map<_, _>>()
             };
             json!({
                 "mode": r.mode.name(),

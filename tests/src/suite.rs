@@ -6,8 +6,6 @@
 use std::{net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
 use async_nats::jetstream;
-use base64::{Engine as _, engine::general_purpose::STANDARD};
-use bizops_authn::{ServiceSigner, SigningKey};
 use bizops_bus::Subjects;
 use bizops_proto::{
     catalog::v1::catalog_service_client::CatalogServiceClient,
@@ -16,20 +14,19 @@ use bizops_proto::{
     vault::v1::vault_service_client::VaultServiceClient,
 };
 use bizops_runtime::clock::ShiftedClock;
-use bizops_testkit::{InProcess, LogCapture, TestDb, Until, any_port, capture_logs};
+use bizops_testkit::{InProcess, LogCapture, TestDb, Until, any_port, capture_logs, procs::generate_keys};
+use bizops_topology::{Topology, Wiring};
 use credential_vault::VaultConfig;
 use executor::ExecutorConfig;
 use gateway::GatewayConfig;
 use identity::IdentityConfig;
 use pilot_catalog::CatalogConfig;
+use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 use uuid::Uuid;
-use wiremock::{
-    Mock, MockServer, ResponseTemplate,
-    matchers::{method, path, path_regex},
-};
+use wiremock::MockServer;
 
-use crate::browser::Browser;
+use crate::{browser::Browser, profile};
 
 /// A password every test account uses.
 pub const PASSWORD: &str = "correct horse battery staple 42";
@@ -50,6 +47,27 @@ pub enum Svc {
     Executor,
     /// gateway
     Gateway,
+}
+
+impl Svc {
+    /// Every service.
+    pub const ALL: [Svc; 5] = [Svc::Identity, Svc::Catalog, Svc::Vault, Svc::Executor, Svc::Gateway];
+
+    /// Its name in the topology.
+    pub fn name(self) -> &'static str {
+        match self {
+            Svc::Identity => "identity",
+            Svc::Catalog => "catalog",
+            Svc::Vault => "vault",
+            Svc::Executor => "executor",
+            Svc::Gateway => "gateway",
+        }
+    }
+
+    /// The service named `name` in the topology.
+    pub fn named(name: &str) -> Self {
+        Self::ALL.into_iter().find(|s| s.name() == name).unwrap_or_else(|| panic!("no service {name}"))
+    }
 }
 
 /// The configurations of the five services. Cross-service URLs and listen
@@ -91,17 +109,34 @@ pub struct Suite {
     /// `http://<gateway>`.
     pub base: String,
     http: reqwest::Client,
+    topology: Topology,
     running: Vec<(Svc, InProcess)>,
 }
 
 type RunFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 
-fn db_urls(db: &TestDb, config: &mut bizops_config::DatabaseConfig, role: &str) {
-    config.url = Some(db.url(&format!("bizops_{role}")).into());
-    config.system_url = Some(db.url(&format!("bizops_{role}_system")).into());
-    config.migrate_url = Some(db.url("bizops_migrator").into());
-    config.max_connections = 6;
-    config.system_max_connections = 4;
+/// A configuration from the variables a process of the service would get.
+fn config<T: DeserializeOwned>(vars: &[(String, String)], renamed: &[bizops_config::Renamed]) -> T {
+    let loaded = bizops_config::from_vars(vars.iter().map(|(k, v)| (k, v)), renamed)
+        .unwrap_or_else(|e| panic!("the suite's configuration: {e}"));
+    assert!(loaded.deprecated.is_empty(), "the suite uses deprecated names: {:?}", loaded.deprecated);
+    loaded.config
+}
+
+/// Where the configuration of `svc` keeps the URL of `callee` (`BIZOPS_<CALLEE>_URL`).
+fn url_field<'a>(c: &'a mut Configs, svc: Svc, callee: &str) -> &'a mut String {
+    match (svc, callee) {
+        (Svc::Identity, "catalog") => &mut c.identity.catalog_url,
+        (Svc::Identity, "executor") => &mut c.identity.executor_url,
+        (Svc::Identity, "vault") => &mut c.identity.vault_url,
+        (Svc::Executor, "catalog") => &mut c.executor.catalog_url,
+        (Svc::Executor, "vault") => &mut c.executor.vault_url,
+        (Svc::Gateway, "identity") => &mut c.gateway.identity_url,
+        (Svc::Gateway, "catalog") => &mut c.gateway.catalog_url,
+        (Svc::Gateway, "vault") => &mut c.gateway.vault_url,
+        (Svc::Gateway, "executor") => &mut c.gateway.executor_url,
+        _ => panic!("the topology has {svc:?} call {callee}, but its configuration has no URL for it"),
+    }
 }
 
 impl Suite {
@@ -120,86 +155,30 @@ impl Suite {
         {
             db.migrate(migrator).await.expect("migrations");
         }
-        let (slack, resend, anthropic) = outside_fakes().await;
-
+        let fakes = profile::Fakes::start().await;
         let prefix = bizops_testkit::nats_prefix();
-        let Keys {
-            session: session_key,
-            session_public,
-            identity: identity_key,
-            executor: executor_key,
-            gateway: gateway_key,
-            identity_pub,
-            executor_pub,
-            gateway_pub,
-        } = Keys::generate();
 
-        let nats = |c: &mut bizops_bus::NatsConfig| {
-            c.url = bizops_testkit::nats_url().into();
-            c.prefix = prefix.clone();
+        // The wiring from the topology (identity's public session key instead of
+        // its URL, so identity can start last; the other URLs are set at launch),
+        // then the tests' profile, read like a process reads its environment.
+        let topology = Topology::get();
+        let keys = generate_keys(&topology).unwrap();
+        let profile = profile::env(&topology, &db, &prefix, &fakes);
+        let nats_url = bizops_testkit::nats_url();
+        let unset = |_: &str| String::new();
+        let wiring = Wiring { keys: &keys, url: &unset, static_session_keys: true, nats_url: &nats_url };
+        let vars = |svc: Svc| {
+            let mut vars = topology.env(svc.name(), &wiring).unwrap();
+            let binary = &topology.service(svc.name()).unwrap().binary;
+            vars.extend(profile[binary].iter().cloned());
+            vars
         };
-        let fast = (Duration::ZERO, Duration::from_secs(5));
-
-        let mut identity = IdentityConfig::default();
-        db_urls(&db, &mut identity.database, "identity");
-        identity.keys.signing_key = Some(session_key.to_secret_string());
-        identity.scrypt.log_n = 10;
-        identity.service_auth.trusted_callers = vec![gateway_pub.clone()];
-        identity.service_auth.service_key = Some(identity_key.to_secret_string());
-        identity.login_limits.register_per_source_per_hour = 10_000;
-        identity.deletion.retry_interval = Duration::from_millis(500);
-        identity.deletion.call_timeout = Duration::from_secs(10);
-        identity.notifications.resend_base_url = resend.uri();
-        nats(&mut identity.nats);
-        (identity.shutdown_drain, identity.shutdown_grace) = fast;
-
-        let mut catalog = CatalogConfig::default();
-        db_urls(&db, &mut catalog.database, "catalog");
-        catalog.auth.session_public_keys = vec![session_public.clone()];
-        catalog.auth.trusted_callers = vec![gateway_pub.clone(), executor_pub.clone(), identity_pub.clone()];
-        catalog.webhooks.encryption_keys = vec![format!("e2e:{}", STANDARD.encode([5u8; 32])).into()];
-        nats(&mut catalog.nats);
-        (catalog.shutdown_drain, catalog.shutdown_grace) = fast;
-
-        let mut vault = VaultConfig::default();
-        db_urls(&db, &mut vault.database, "vault");
-        vault.auth.session_public_keys = vec![session_public.clone()];
-        vault.auth.trusted_callers = vec![gateway_pub.clone(), executor_pub.clone(), identity_pub.clone()];
-        vault.keys.keyring = vec![format!("1:{}", STANDARD.encode([7u8; 32])).into()];
-        vault.keys.active_version = 1;
-        vault.connectors.slack_allowed_hosts = vec!["127.0.0.1".into()];
-        vault.connectors.slack_require_https = false;
-        vault.connectors.resend_base_url = resend.uri();
-        vault.connectors.anthropic_base_url = anthropic.uri();
-        (vault.shutdown_drain, vault.shutdown_grace) = fast;
-
-        let mut executor = ExecutorConfig::default();
-        db_urls(&db, &mut executor.database, "executor");
-        executor.auth.session_public_keys = vec![session_public.clone()];
-        executor.auth.service_key = Some(executor_key.to_secret_string());
-        executor.auth.trusted_callers = vec![gateway_pub.clone(), identity_pub.clone()];
-        nats(&mut executor.nats);
-        executor.runs.reaper_interval = Duration::from_millis(200);
-        executor.runs.sweep_interval = Duration::from_millis(300);
-        executor.steps.default_initial_backoff = Duration::from_millis(20);
-        executor.steps.default_max_backoff = Duration::from_millis(100);
-        executor.scheduler.tick = Duration::from_millis(500);
-        executor.providers.slack_allowed_hosts = vec!["127.0.0.1".into()];
-        executor.providers.slack_require_https = false;
-        executor.providers.resend_base_url = resend.uri();
-        executor.providers.anthropic_base_url = anthropic.uri();
-        executor.http.allowed_networks = vec!["127.0.0.0/8".into()];
-        (executor.shutdown_drain, executor.shutdown_grace) = fast;
-
-        let mut gateway = GatewayConfig {
-            public_origin: ORIGIN.into(),
-            csrf_key: Some(STANDARD.encode([9u8; 32]).into()),
-            ..GatewayConfig::default()
-        };
-        gateway.auth.service_key = Some(gateway_key.to_secret_string());
-        nats(&mut gateway.nats);
-        gateway.timeouts.rpc = Duration::from_secs(10);
-        (gateway.shutdown_drain, gateway.shutdown_grace) = fast;
+        let identity: IdentityConfig = config(&vars(Svc::Identity), identity::config::RENAMED);
+        let catalog: CatalogConfig = config(&vars(Svc::Catalog), pilot_catalog::config::RENAMED);
+        let vault: VaultConfig = config(&vars(Svc::Vault), credential_vault::config::RENAMED);
+        let executor: ExecutorConfig = config(&vars(Svc::Executor), executor::config::RENAMED);
+        let gateway: GatewayConfig = config(&vars(Svc::Gateway), gateway::config::RENAMED);
+        let profile::Fakes { slack, resend, anthropic } = fakes;
 
         let mut configs = Configs { identity, catalog, vault, executor, gateway };
         for addr in [
@@ -235,28 +214,29 @@ impl Suite {
             base: String::new(),
             http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
             running: Vec::new(),
+            topology,
         };
-        // Order: each service is started after the ones it calls.
-        for svc in [Svc::Catalog, Svc::Vault, Svc::Executor, Svc::Identity, Svc::Gateway] {
+        // Each service is started after the ones it calls.
+        let order: Vec<Svc> =
+            suite.topology.start_order().unwrap().iter().map(|s| Svc::named(&s.name)).collect();
+        for svc in order {
             suite.launch(svc);
         }
         suite
     }
 
-    /// Builds and starts `svc` on its own runtime with its current configuration;
-    /// the bound address is written back, so a restart listens where it did.
+    /// Builds and starts `svc` on its own runtime with its current configuration
+    /// and the URLs of the services it calls (the topology's); the bound address
+    /// is written back, so a restart listens where it did.
     pub fn launch(&mut self, svc: Svc) {
-        let url = |a: SocketAddr| format!("http://{a}");
+        let service = self.topology.service(svc.name()).unwrap();
+        for callee in &service.calls {
+            if !service.calls_only_for_session_keys(callee) {
+                let url = self.url(Svc::named(callee));
+                *url_field(&mut self.configs, svc, callee) = url;
+            }
+        }
         let c = &mut self.configs;
-        c.executor.catalog_url = url(c.catalog.grpc_addr);
-        c.executor.vault_url = url(c.vault.grpc_addr);
-        c.identity.deletion.catalog_url = url(c.catalog.grpc_addr);
-        c.identity.deletion.executor_url = url(c.executor.grpc_addr);
-        c.identity.deletion.vault_url = url(c.vault.grpc_addr);
-        c.gateway.identity_url = url(c.identity.grpc_addr);
-        c.gateway.catalog_url = url(c.catalog.grpc_addr);
-        c.gateway.vault_url = url(c.vault.grpc_addr);
-        c.gateway.executor_url = url(c.executor.grpc_addr);
         let server = match svc {
             Svc::Identity => {
                 let config = c.identity.clone();
@@ -482,58 +462,6 @@ impl Suite {
     }
 }
 
-/// Fakes of the outside APIs: Slack incoming webhooks (`POST /services/...`
-/// answers `ok`), Resend (`POST /emails`) and Anthropic (nothing mounted: tests
-/// mount what they need).
-pub async fn outside_fakes() -> (MockServer, MockServer, MockServer) {
-    let (slack, resend, anthropic) =
-        (MockServer::start().await, MockServer::start().await, MockServer::start().await);
-    Mock::given(method("POST"))
-        .and(path_regex("^/services/"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
-        .mount(&slack)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/emails"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"id": "email_1"})))
-        .mount(&resend)
-        .await;
-    (slack, resend, anthropic)
-}
-
-/// A suite's keys: identity's session signing key, and the service identities of
-/// identity, executor and gateway with the public forms the others trust.
-pub struct Keys {
-    pub session: SigningKey,
-    pub session_public: String,
-    pub identity: SigningKey,
-    pub executor: SigningKey,
-    pub gateway: SigningKey,
-    pub identity_pub: String,
-    pub executor_pub: String,
-    pub gateway_pub: String,
-}
-
-impl Keys {
-    /// Fresh keys.
-    pub fn generate() -> Self {
-        let key = |kid: &str| SigningKey::generate(kid).unwrap();
-        let public = |k: &SigningKey| ServiceSigner::new(k.kid(), k.clone()).public_key().to_config_string();
-        let (session, identity, executor, gateway) =
-            (key("e2e-session"), key("identity"), key("executor"), key("gateway"));
-        Self {
-            session_public: session.public().to_config_string(),
-            identity_pub: public(&identity),
-            executor_pub: public(&executor),
-            gateway_pub: public(&gateway),
-            session,
-            identity,
-            executor,
-            gateway,
-        }
-    }
-}
-
 /// Adds a bearer token to a gRPC request.
 pub fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
     let mut req = tonic::Request::new(message);
@@ -561,5 +489,43 @@ where
     while !check().await {
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The services' built-in defaults (what `make run` relies on) are the
+    /// topology's ports, and each default URL of a called service points at them.
+    #[test]
+    fn the_topology_s_ports_are_the_services_defaults() {
+        let t = Topology::get();
+        let ports = |name: &str| {
+            let s = t.service(name).unwrap();
+            (s.port(), s.metrics_port)
+        };
+        let url = |name: &str| format!("http://127.0.0.1:{}", ports(name).0);
+        let (i, c, v, x, g) = (
+            IdentityConfig::default(),
+            CatalogConfig::default(),
+            VaultConfig::default(),
+            ExecutorConfig::default(),
+            GatewayConfig::default(),
+        );
+        assert_eq!(ports("identity"), (i.grpc_addr.port(), i.metrics_addr.port()));
+        assert_eq!(ports("catalog"), (c.grpc_addr.port(), c.metrics_addr.port()));
+        assert_eq!(ports("vault"), (v.grpc_addr.port(), v.metrics_addr.port()));
+        assert_eq!(ports("executor"), (x.grpc_addr.port(), x.metrics_addr.port()));
+        assert_eq!(ports("gateway"), (g.http_addr.port(), g.metrics_addr.port()));
+        assert_eq!(
+            [i.catalog_url, i.executor_url, i.vault_url],
+            [url("catalog"), url("executor"), url("vault")]
+        );
+        assert_eq!([x.catalog_url, x.vault_url], [url("catalog"), url("vault")]);
+        assert_eq!(
+            [g.identity_url, g.catalog_url, g.vault_url, g.executor_url],
+            [url("identity"), url("catalog"), url("vault"), url("executor")]
+        );
     }
 }

@@ -32,6 +32,8 @@ async fn a_session_from_identity_works_at_the_catalog() {
     migrate("identity", &identity_env).await;
     let identity = Service::start("identity", &identity_env).await;
 
+    // identity's URL and the keyring under their deprecated names: they still work,
+    // and the catalog's log says what to use instead.
     let mut catalog_env = database_env(&db, "catalog");
     catalog_env.extend([
         ("BIZOPS_AUTH__IDENTITY_URL".into(), identity.url()),
@@ -116,6 +118,18 @@ async fn a_session_from_identity_works_at_the_catalog() {
         !logs.contains(&created.webhook_secret) && !logs.contains(&token),
         "no secrets in the catalog's logs"
     );
+    for (old, new) in [
+        ("BIZOPS_AUTH__IDENTITY_URL", "BIZOPS_IDENTITY_URL"),
+        ("BIZOPS_WEBHOOKS__ENCRYPTION_KEYS", "BIZOPS_KEYS__KEYRING"),
+    ] {
+        let warning = logs
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["fields"]["deprecated"] == old || v["deprecated"] == old)
+            .unwrap_or_else(|| panic!("no warning about {old} in the catalog's log:\n{logs}"));
+        assert_eq!(warning["level"], "WARN", "{warning}");
+        assert!(warning.to_string().contains(&format!("use {new}")), "{warning}");
+    }
     let (status, _) = identity.stop().await;
     assert!(status.success());
 }

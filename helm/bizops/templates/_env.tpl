@@ -1,4 +1,6 @@
-{{/* Environment of each service (README "Configuration"); every secret by secretKeyRef. */}}
+{{/* Environment of each service (README "Configuration"); every secret by secretKeyRef.
+     The wiring (URLs of the services each one calls, its keys, the callers it trusts)
+     follows libs/topology/topology.toml; scripts/chart-lint checks that it does. */}}
 
 {{- define "bizops.env.identity" -}}
 {{- $v := .Values -}}
@@ -11,13 +13,13 @@
 {{ include "bizops.databaseEnv" (dict "root" . "role" "identity") }}
 {{ include "bizops.secretEnv" (dict "env" "BIZOPS_KEYS__SIGNING_KEY" "secret" $v.identityKeys.secretName "key" $v.identityKeys.signingKeyKey) }}
 {{ include "bizops.secretEnv" (dict "env" "BIZOPS_KEYS__PREVIOUS_PUBLIC_KEYS" "secret" $v.identityKeys.secretName "key" $v.identityKeys.previousPublicKeysKey "optional" true) }}
-{{ include "bizops.secretEnv" (dict "env" "BIZOPS_SERVICE_AUTH__SERVICE_KEY" "secret" $v.serviceAuth.secretName "key" $v.serviceAuth.keys.identity) }}
-{{- include "bizops.trustedCallersEnv" (dict "root" . "env" "BIZOPS_SERVICE_AUTH__TRUSTED_CALLERS" "callers" (list "gateway")) }}
-- name: BIZOPS_DELETION__CATALOG_URL
+{{ include "bizops.secretEnv" (dict "env" "BIZOPS_AUTH__SERVICE_KEY" "secret" $v.serviceAuth.secretName "key" $v.serviceAuth.keys.identity) }}
+{{- include "bizops.trustedCallersEnv" (dict "root" . "callers" (list "gateway")) }}
+- name: BIZOPS_CATALOG_URL
   value: {{ include "bizops.grpcUrl" (dict "root" . "c" "catalog") | quote }}
-- name: BIZOPS_DELETION__EXECUTOR_URL
+- name: BIZOPS_EXECUTOR_URL
   value: {{ include "bizops.grpcUrl" (dict "root" . "c" "executor") | quote }}
-- name: BIZOPS_DELETION__VAULT_URL
+- name: BIZOPS_VAULT_URL
   value: {{ include "bizops.grpcUrl" (dict "root" . "c" "vault") | quote }}
 {{ include "bizops.natsEnv" . }}
 {{ include "bizops.secretEnv" (dict "env" "BIZOPS_NOTIFICATIONS__RESEND_API_KEY" "secret" $v.providerKeys.secretName "key" $v.providerKeys.resendKey "optional" true) }}
@@ -33,12 +35,11 @@
   value: "0.0.0.0:{{ $s.metricsPort }}"
 {{ include "bizops.commonEnv" . }}
 {{ include "bizops.databaseEnv" (dict "root" . "role" "catalog") }}
-- name: BIZOPS_AUTH__IDENTITY_URL
+- name: BIZOPS_IDENTITY_URL
   value: {{ include "bizops.grpcUrl" (dict "root" . "c" "identity") | quote }}
-{{ include "bizops.secretEnv" (dict "env" "BIZOPS_AUTH__SERVICE_KEY" "secret" $v.serviceAuth.secretName "key" $v.serviceAuth.keys.catalog) }}
-{{- include "bizops.trustedCallersEnv" (dict "root" . "env" "BIZOPS_AUTH__TRUSTED_CALLERS" "callers" (list "gateway" "executor" "identity")) }}
+{{- include "bizops.trustedCallersEnv" (dict "root" . "callers" (list "gateway" "executor" "identity")) }}
 {{ include "bizops.natsEnv" . }}
-{{ include "bizops.secretEnv" (dict "env" "BIZOPS_WEBHOOKS__ENCRYPTION_KEYS" "secret" $v.catalogKeys.secretName "key" $v.catalogKeys.encryptionKeysKey) }}
+{{ include "bizops.secretEnv" (dict "env" "BIZOPS_KEYS__KEYRING" "secret" $v.catalogKeys.secretName "key" $v.catalogKeys.encryptionKeysKey) }}
 {{- include "bizops.extraEnv" $s.env }}
 {{- end -}}
 
@@ -51,11 +52,11 @@
   value: "0.0.0.0:{{ $s.metricsPort }}"
 {{ include "bizops.commonEnv" . }}
 {{ include "bizops.databaseEnv" (dict "root" . "role" "vault") }}
-- name: BIZOPS_AUTH__IDENTITY_URL
+- name: BIZOPS_IDENTITY_URL
   value: {{ include "bizops.grpcUrl" (dict "root" . "c" "identity") | quote }}
-{{- include "bizops.trustedCallersEnv" (dict "root" . "env" "BIZOPS_AUTH__TRUSTED_CALLERS" "callers" (list "gateway" "executor" "identity" "ops")) }}
+{{- include "bizops.trustedCallersEnv" (dict "root" . "callers" (list "gateway" "executor" "identity" "ops")) }}
 {{ include "bizops.secretEnv" (dict "env" "BIZOPS_KEYS__KEYRING" "secret" $v.vaultKeys.secretName "key" $v.vaultKeys.keyringKey) }}
-- name: BIZOPS_KEYS__ACTIVE_VERSION
+- name: BIZOPS_KEYS__ACTIVE
   value: {{ $v.vaultKeys.activeVersion | quote }}
 {{- include "bizops.extraEnv" $s.env }}
 {{- end -}}
@@ -69,10 +70,10 @@
   value: "0.0.0.0:{{ $s.metricsPort }}"
 {{ include "bizops.commonEnv" . }}
 {{ include "bizops.databaseEnv" (dict "root" . "role" "executor") }}
-- name: BIZOPS_AUTH__IDENTITY_URL
+- name: BIZOPS_IDENTITY_URL
   value: {{ include "bizops.grpcUrl" (dict "root" . "c" "identity") | quote }}
 {{ include "bizops.secretEnv" (dict "env" "BIZOPS_AUTH__SERVICE_KEY" "secret" $v.serviceAuth.secretName "key" $v.serviceAuth.keys.executor) }}
-{{- include "bizops.trustedCallersEnv" (dict "root" . "env" "BIZOPS_AUTH__TRUSTED_CALLERS" "callers" (list "gateway" "identity" "catalog")) }}
+{{- include "bizops.trustedCallersEnv" (dict "root" . "callers" (list "gateway" "identity")) }}
 - name: BIZOPS_CATALOG_URL
   value: {{ include "bizops.grpcUrl" (dict "root" . "c" "catalog") | quote }}
 - name: BIZOPS_VAULT_URL

@@ -126,11 +126,11 @@ app.kubernetes.io/component: {{ .c }}
 {{- end }}
 {{- end -}}
 
-{{/* BIZOPS_*TRUSTED_CALLERS, only when at least one public key is configured. */}}
+{{/* BIZOPS_AUTH__TRUSTED_CALLERS, only when at least one public key is configured. */}}
 {{- define "bizops.trustedCallersEnv" -}}
 {{- $v := include "bizops.trustedCallers" (dict "root" .root "callers" .callers) -}}
 {{- if $v }}
-- name: {{ .env }}
+- name: BIZOPS_AUTH__TRUSTED_CALLERS
   value: {{ $v | quote }}
 {{- end }}
 {{- end -}}

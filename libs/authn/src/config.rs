@@ -11,16 +11,21 @@ use crate::{
     SigningKey, keys::Jwk, session::futures_lite::BoxFuture,
 };
 
-/// Authentication settings shared by pilot-catalog, credential-vault and executor
-/// (`BIZOPS_AUTH__*`).
+/// `BIZOPS_AUTH__IDENTITY_URL` became `BIZOPS_IDENTITY_URL` (every URL of a service
+/// another calls is `BIZOPS_<SERVICE>_URL`): in the renames of every service that
+/// has an [`AuthConfig`].
+pub const RENAMED_IDENTITY_URL: bizops_config::Renamed =
+    bizops_config::Renamed { old: "auth.identity_url", new: "identity_url" };
+
+/// Authentication settings shared by pilot-catalog, credential-vault, executor and
+/// the gateway (`BIZOPS_AUTH__*`). identity's URL, where session keys come from, is
+/// the service's `identity_url` (`BIZOPS_IDENTITY_URL`, like every URL of a service
+/// it calls) and is handed to [`AuthConfig::authenticator`].
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// identity's gRPC URL; session public keys are fetched from its GetJwks and
-    /// refreshed when a token names an unknown key (rotation).
-    pub identity_url: Option<String>,
     /// Static session public keys `<kid>:<base64>`, used instead of (or before the
-    /// first fetch from) `identity_url`; comma-separated in env.
+    /// first fetch from) identity's JWKS; comma-separated in env.
     #[serde(deserialize_with = "string_list")]
     pub session_public_keys: Vec<String>,
     /// `iss` of session tokens.
@@ -37,7 +42,6 @@ pub struct AuthConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         Self {
-            identity_url: None,
             session_public_keys: Vec::new(),
             session_issuer: "bizops-identity".into(),
             session_audience: "bizops".into(),
@@ -49,12 +53,14 @@ impl Default for AuthConfig {
 
 impl AuthConfig {
     /// The request authenticator of service `me`: session tokens verified against
-    /// the static keys or identity's JWKS, service tokens from the trusted callers.
-    pub fn authenticator(&self, me: &str) -> anyhow::Result<Authenticator> {
+    /// the static keys or the JWKS of identity at `identity_url` (fetched from its
+    /// GetJwks, refreshed when a token names an unknown key), service tokens from
+    /// the trusted callers.
+    pub fn authenticator(&self, me: &str, identity_url: Option<&str>) -> anyhow::Result<Authenticator> {
         let callers = parse_public(&self.trusted_callers, "BIZOPS_AUTH__TRUSTED_CALLERS")?;
         let statics = parse_public(&self.session_public_keys, "BIZOPS_AUTH__SESSION_PUBLIC_KEYS")?;
         let auth = Authenticator::none().with_services(ServiceVerifier::new(me, &callers));
-        Ok(match &self.identity_url {
+        Ok(match identity_url {
             Some(url) => {
                 let source = IdentityJwks::new(url)?.with_static(statics);
                 auth.with_jwks(Arc::new(JwksCache::new(
@@ -66,9 +72,7 @@ impl AuthConfig {
             }
             None => {
                 if statics.is_empty() {
-                    tracing::warn!(
-                        "no BIZOPS_AUTH__IDENTITY_URL or session keys: user tokens will be refused"
-                    );
+                    tracing::warn!("no BIZOPS_IDENTITY_URL or session keys: user tokens will be refused");
                 }
                 let verifier = SessionVerifier::new(&statics, &self.session_issuer, &self.session_audience);
                 auth.with_local_sessions(Arc::new(std::sync::RwLock::new(verifier)))
@@ -105,7 +109,7 @@ impl IdentityJwks {
     /// A lazily connecting source for identity at `url` (e.g. `http://identity:50051`).
     pub fn new(url: &str) -> anyhow::Result<Self> {
         let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
-            .map_err(|e| anyhow::anyhow!("BIZOPS_AUTH__IDENTITY_URL: {e}"))?
+            .map_err(|e| anyhow::anyhow!("BIZOPS_IDENTITY_URL: {e}"))?
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(5))
             .connect_lazy();

@@ -19,7 +19,7 @@ pub use caller::{
     Caller, FORWARDED_SOURCE_METADATA, OwnerId, SERVICE_TOKEN_METADATA, UserCaller, caller, require_service,
     require_user, source_address,
 };
-pub use config::{AuthConfig, IdentityJwks};
+pub use config::{AuthConfig, IdentityJwks, RENAMED_IDENTITY_URL};
 pub use keys::{Jwk, JwkSet, KeyError, PublicKey, SigningKey};
 pub use layer::{AuthLayer, AuthService, Authenticator};
 pub use service::{

@@ -10,8 +10,8 @@
 use std::{path::Path, time::Duration};
 
 use figment::{
-    Figment,
-    providers::{Env, Format, Serialized, Toml},
+    Figment, Provider as _,
+    providers::{Format, Serialized, Toml},
 };
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, de::DeserializeOwned};
@@ -40,29 +40,279 @@ pub enum ConfigError {
 /// Loads `T`: defaults (from `T`'s serde defaults), then `file` when given, then the
 /// `BIZOPS_*` environment.
 pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<T, ConfigError> {
-    figment(file)?.extract_lossy().map_err(|e| ConfigError::Invalid(describe(&e)))
+    Ok(load_renamed(file, &[])?.config)
+}
+
+/// Like [`load`], for a service whose configuration renamed some keys: an old name
+/// in the file or the environment still works, and each one used is reported in
+/// [`Loaded::deprecated`] for the caller to log once its telemetry is up.
+pub fn load_renamed<T: DeserializeOwned>(
+    file: Option<&Path>,
+    renamed: &[Renamed],
+) -> Result<Loaded<T>, ConfigError> {
+    let env = std::env::vars_os()
+        .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()));
+    extract(file, env, renamed)
+}
+
+/// `T` from defaults and `vars` read as if they were the environment (`BIZOPS_*`
+/// names, the same renames): how tests and tools build a service's configuration
+/// from the env map a harness would give its process.
+pub fn from_vars<T, I, K, V>(vars: I, renamed: &[Renamed]) -> Result<Loaded<T>, ConfigError>
+where
+    T: DeserializeOwned,
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
+    extract(None, vars.into_iter().map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned())), renamed)
+}
+
+fn extract<T: DeserializeOwned>(
+    file: Option<&Path>,
+    vars: impl Iterator<Item = (String, String)>,
+    renamed: &[Renamed],
+) -> Result<Loaded<T>, ConfigError> {
+    let (fig, deprecated) = layers(file, vars, renamed)?;
+    let config = fig.extract_lossy().map_err(|e| ConfigError::Invalid(describe(&e)))?;
+    Ok(Loaded { config, deprecated })
 }
 
 /// The layered figment behind [`load`], for callers that add their own layers.
 pub fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
+    let env = std::env::vars_os()
+        .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()));
+    Ok(layers(file, env, &[])?.0)
+}
+
+fn layers(
+    file: Option<&Path>,
+    vars: impl Iterator<Item = (String, String)>,
+    renamed: &[Renamed],
+) -> Result<(Figment, Vec<Deprecation>), ConfigError> {
+    let mut deprecated = Vec::new();
     let mut fig = Figment::new();
     if let Some(path) = file {
         if !path.exists() {
             return Err(ConfigError::MissingFile(path.display().to_string()));
         }
-        fig = fig.merge(Toml::file_exact(path));
+        let file = Toml::file_exact(path);
+        let data = file.data().map_err(|e| ConfigError::Invalid(describe(&e)))?;
+        let mut renamed_data = figment::value::Map::new();
+        for (profile, mut dict) in data {
+            rename::in_dict(&mut dict, renamed, &mut deprecated);
+            renamed_data.insert(profile, dict);
+        }
+        fig = fig.merge(rename::Provided { metadata: file.metadata(), data: renamed_data });
     }
     // Environment values are taken as strings, never guessed: a numeric-looking
     // secret stays a string, while `extract_lossy` still reads "8080" as a number
     // and "true" as a boolean where the field wants one.
-    let env = Env::prefixed(ENV_PREFIX)
-        .filter(|key| !RESERVED_ENV_PREFIXES.iter().any(|p| key.as_str().to_ascii_uppercase().starts_with(p)))
-        .split("__")
-        .ignore(&["CONFIG"]);
-    for (key, value) in env.iter() {
-        fig = fig.merge(Serialized::global(key.as_str(), value));
+    let env: Vec<(String, String)> =
+        vars.filter_map(|(name, value)| Some((env_key(&name)?, value))).collect();
+    for (key, value) in rename::in_env(env, renamed, &mut deprecated) {
+        fig = fig.merge(Serialized::global(&key, value));
     }
-    Ok(fig)
+    Ok((fig, deprecated))
+}
+
+/// The key path (`database.url`) of a `BIZOPS_*` variable (`BIZOPS_DATABASE__URL`),
+/// or `None` for a variable that is not configuration: another prefix, the
+/// tooling's reserved prefixes, or `BIZOPS_CONFIG` (the file's name).
+fn env_key(name: &str) -> Option<String> {
+    let name = name.trim();
+    let rest = name
+        .get(..ENV_PREFIX.len())
+        .filter(|p| p.eq_ignore_ascii_case(ENV_PREFIX))
+        .map(|_| &name[ENV_PREFIX.len()..])?;
+    let upper = rest.trim().to_ascii_uppercase();
+    if upper == "CONFIG" || RESERVED_ENV_PREFIXES.iter().any(|p| upper.starts_with(p)) {
+        return None;
+    }
+    let key = upper.replace("__", ".").to_ascii_lowercase();
+    (!key.split('.').any(str::is_empty)).then_some(key)
+}
+
+/// The `BIZOPS_*` variable of a key path: `database.url` → `BIZOPS_DATABASE__URL`.
+pub fn env_name(path: &str) -> String {
+    format!("{ENV_PREFIX}{}", path.to_ascii_uppercase().replace('.', "__"))
+}
+
+/// A renamed configuration key: the old key path (`service_auth.service_key`,
+/// i.e. `BIZOPS_SERVICE_AUTH__SERVICE_KEY`) is read as the new one
+/// (`auth.service_key`), in a file and in the environment alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Renamed {
+    /// The deprecated key path.
+    pub old: &'static str,
+    /// The key path that replaces it.
+    pub new: &'static str,
+}
+
+/// A configuration and the deprecated names it was given with.
+#[derive(Debug)]
+pub struct Loaded<T> {
+    /// The configuration.
+    pub config: T,
+    /// Every deprecated name that was set (each once per source).
+    pub deprecated: Vec<Deprecation>,
+}
+
+/// Where a deprecated name was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The TOML file.
+    File,
+    /// The environment.
+    Env,
+}
+
+/// One deprecated name that was set. Its [`Display`](std::fmt::Display) says what
+/// to use instead and never shows the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deprecation {
+    /// The rename.
+    pub renamed: Renamed,
+    /// Where it was set.
+    pub source: Source,
+    /// The new name was set in the same source too, so the old one was ignored.
+    pub ignored: bool,
+}
+
+impl Deprecation {
+    /// Logs it as a warning (call once telemetry is initialised).
+    pub fn warn(&self) {
+        let (old, new) = self.names();
+        tracing::warn!(deprecated = %old, replacement = %new, ignored = self.ignored, "{self}");
+    }
+
+    /// (old, new) as they are spelled in their source.
+    fn names(&self) -> (String, String) {
+        match self.source {
+            Source::Env => (env_name(self.renamed.old), env_name(self.renamed.new)),
+            Source::File => (self.renamed.old.to_owned(), self.renamed.new.to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for Deprecation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (old, new) = self.names();
+        let place = match self.source {
+            Source::Env => "environment variable",
+            Source::File => "configuration file key",
+        };
+        write!(f, "deprecated {place} {old}: use {new}")?;
+        if self.ignored {
+            write!(f, " ({new} is set too and wins; {old} is ignored)")?;
+        }
+        Ok(())
+    }
+}
+
+mod rename {
+    //! Applying [`Renamed`] to the file's data and to the environment's keys.
+    use figment::{
+        Metadata, Profile, Provider,
+        value::{Dict, Map, Value},
+    };
+
+    use super::{Deprecation, Renamed, Source};
+
+    /// Data already read (the renamed file), under the file's own metadata so
+    /// errors still name the file.
+    pub(super) struct Provided {
+        pub(super) metadata: Metadata,
+        pub(super) data: Map<Profile, Dict>,
+    }
+
+    impl Provider for Provided {
+        fn metadata(&self) -> Metadata {
+            self.metadata.clone()
+        }
+
+        fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+            Ok(self.data.clone())
+        }
+    }
+
+    /// Moves every old key of `dict` to its new path (the new key wins when both are set).
+    pub(super) fn in_dict(dict: &mut Dict, renamed: &[Renamed], out: &mut Vec<Deprecation>) {
+        for r in renamed {
+            let old: Vec<&str> = r.old.split('.').collect();
+            let Some(value) = take(dict, &old) else { continue };
+            let new: Vec<&str> = r.new.split('.').collect();
+            let ignored = get(dict, &new).is_some();
+            if !ignored {
+                put(dict, &new, value);
+            }
+            out.push(Deprecation { renamed: *r, source: Source::File, ignored });
+        }
+    }
+
+    /// Renames the environment's keys (the new name wins when both are set).
+    pub(super) fn in_env(
+        env: Vec<(String, String)>,
+        renamed: &[Renamed],
+        out: &mut Vec<Deprecation>,
+    ) -> Vec<(String, String)> {
+        let mut kept = Vec::with_capacity(env.len());
+        for (key, value) in &env {
+            let Some(r) = renamed.iter().find(|r| r.old == key) else {
+                kept.push((key.clone(), value.clone()));
+                continue;
+            };
+            let ignored = env.iter().any(|(k, _)| k == r.new);
+            if !ignored {
+                kept.push((r.new.to_owned(), value.clone()));
+            }
+            out.push(Deprecation { renamed: *r, source: Source::Env, ignored });
+        }
+        kept
+    }
+
+    fn get<'a>(dict: &'a Dict, path: &[&str]) -> Option<&'a Value> {
+        let (last, parents) = path.split_last()?;
+        let mut here = dict;
+        for p in parents {
+            here = here.get(*p)?.as_dict()?;
+        }
+        here.get(*last)
+    }
+
+    /// Removes the value at `path`, and every table the removal left empty.
+    fn take(dict: &mut Dict, path: &[&str]) -> Option<Value> {
+        match path {
+            [] => None,
+            [last] => dict.remove(*last),
+            [first, rest @ ..] => {
+                let Some(Value::Dict(_, child)) = dict.get_mut(*first) else { return None };
+                let value = take(child, rest);
+                if child.is_empty() {
+                    dict.remove(*first);
+                }
+                value
+            }
+        }
+    }
+
+    fn put(dict: &mut Dict, path: &[&str], value: Value) {
+        match path {
+            [] => {}
+            [last] => {
+                dict.insert((*last).to_owned(), value);
+            }
+            [first, rest @ ..] => {
+                let entry = dict.entry((*first).to_owned()).or_insert_with(|| Value::from(Dict::new()));
+                if !matches!(entry, Value::Dict(..)) {
+                    *entry = Value::from(Dict::new());
+                }
+                if let Value::Dict(_, child) = entry {
+                    put(child, rest, value);
+                }
+            }
+        }
+    }
 }
 
 /// Describes a figment error by kind and key path, without the offending value.
@@ -152,6 +402,29 @@ pub fn secret_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SecretString>,
             .map(SecretString::from)
             .collect(),
     })
+}
+
+/// A keyring of symmetric keys, in the one format every service uses (the
+/// catalog's webhook-secret keys, the vault's key-encryption keys): `keyring` lists
+/// `<id>:<base64 of 32 bytes>` entries (a TOML list, or comma-separated in the
+/// environment: `BIZOPS_KEYS__KEYRING`), every one of them decrypts, and `active`
+/// (`BIZOPS_KEYS__ACTIVE`) names the one that encrypts new data. Each service says
+/// what its ids are (the vault: versions 1, 2, …) and whether `active` may be left
+/// unset.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, bound(deserialize = "Id: Deserialize<'de>"))]
+pub struct KeyringConfig<Id> {
+    /// `<id>:<base64 of 32 bytes>` entries.
+    #[serde(deserialize_with = "secret_list")]
+    pub keyring: Vec<SecretString>,
+    /// The id of the key that encrypts new data.
+    pub active: Option<Id>,
+}
+
+impl<Id> Default for KeyringConfig<Id> {
+    fn default() -> Self {
+        Self { keyring: Vec::new(), active: None }
+    }
 }
 
 /// Parses `"250ms"`, `"90s"`, `"15m"`, `"2h"`, `"7d"` or a bare number of seconds.
@@ -400,6 +673,94 @@ mod tests {
             assert_eq!(p.keys.len(), 1);
             Ok(())
         });
+    }
+
+    const RENAMED: &[Renamed] = &[
+        Renamed { old: "old_name", new: "name" },
+        Renamed { old: "legacy.url", new: "nested.url" },
+        Renamed { old: "legacy.flag", new: "nested.flag" },
+    ];
+
+    #[test]
+    fn old_names_still_work_and_are_reported() {
+        figment::Jail::expect_with(|jail| {
+            // Environment: the old name sets the new key, and says so.
+            jail.set_env("BIZOPS_LEGACY__URL", "postgres://old-name");
+            let loaded: Loaded<Sample> = load_renamed(None, RENAMED).expect("env");
+            assert_eq!(loaded.config.nested.url, "postgres://old-name");
+            assert_eq!(
+                loaded.deprecated,
+                [Deprecation { renamed: RENAMED[1], source: Source::Env, ignored: false }]
+            );
+            let text = loaded.deprecated[0].to_string();
+            assert!(text.contains("BIZOPS_LEGACY__URL") && text.contains("use BIZOPS_NESTED__URL"), "{text}");
+            assert!(!text.contains("old-name"), "never the value: {text}");
+
+            // Both names: the new one wins, and the old one is reported as ignored.
+            jail.set_env("BIZOPS_NESTED__URL", "postgres://new-name");
+            let loaded: Loaded<Sample> = load_renamed(None, RENAMED).expect("both");
+            assert_eq!(loaded.config.nested.url, "postgres://new-name");
+            assert!(loaded.deprecated[0].ignored);
+            assert!(loaded.deprecated[0].to_string().contains("is ignored"));
+            jail.clear_env();
+
+            // A file: old keys (a whole old table) move to their new places.
+            jail.create_file("old.toml", "old_name = \"from-file\"\n[legacy]\nflag = true\n")?;
+            let loaded: Loaded<Sample> = load_renamed(Some(Path::new("old.toml")), RENAMED).expect("file");
+            assert_eq!(loaded.config.name, "from-file");
+            assert!(loaded.config.nested.flag);
+            assert_eq!(loaded.deprecated.len(), 2);
+            assert!(loaded.deprecated.iter().all(|d| d.source == Source::File));
+            assert!(loaded.deprecated[0].to_string().contains("old_name: use name"));
+
+            // Without the table the old names are unknown keys, as before.
+            assert!(load::<Sample>(Some(Path::new("old.toml"))).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn vars_read_like_the_environment() {
+        let loaded: Loaded<Sample> = from_vars(
+            [
+                ("BIZOPS_PORT", "7"),
+                ("BIZOPS_OLD_NAME", "given"),
+                ("BIZOPS_TEST_IGNORED", "x"),
+                ("BIZOPS_CONFIG", "ignored.toml"),
+                ("PATH", "/bin"),
+            ],
+            RENAMED,
+        )
+        .expect("vars");
+        assert_eq!((loaded.config.port, loaded.config.name.as_str()), (7, "given"));
+        assert_eq!(loaded.deprecated.len(), 1);
+        let err = from_vars::<Sample, _, _, _>([("BIZOPS_NOPE", "1")], RENAMED).expect_err("unknown key");
+        assert!(err.to_string().contains("nope"), "{err}");
+        assert_eq!(env_name("database.system_url"), "BIZOPS_DATABASE__SYSTEM_URL");
+    }
+
+    #[test]
+    fn keyrings_read_ids_of_the_service_s_type() {
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        struct Probe {
+            numbered: KeyringConfig<u32>,
+            named: KeyringConfig<String>,
+        }
+        let loaded: Loaded<Probe> = from_vars(
+            [
+                ("BIZOPS_NUMBERED__KEYRING", "1:AAAA,2:BBBB"),
+                ("BIZOPS_NUMBERED__ACTIVE", "2"),
+                ("BIZOPS_NAMED__KEYRING", "dev1:CCCC"),
+                ("BIZOPS_NAMED__ACTIVE", "dev1"),
+            ],
+            &[],
+        )
+        .expect("keyrings");
+        assert_eq!(loaded.config.numbered.keyring.len(), 2);
+        assert_eq!(loaded.config.numbered.active, Some(2));
+        assert_eq!(loaded.config.named.active.as_deref(), Some("dev1"));
+        assert!(!format!("{:?}", loaded.config).contains("CCCC"));
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub trait ServiceConfig: DeserializeOwned {
     const NAME: &'static str;
     /// The gRPC service reported by health checks.
     const HEALTH_SERVICE: &'static str;
+    /// Configuration keys renamed since; the old names still work and each one
+    /// used is logged as a warning when the service starts.
+    const RENAMED: &'static [bizops_config::Renamed] = &[];
     /// Log settings.
     fn log(&self) -> &LogConfig;
     /// Database settings, if the service has a database.
@@ -115,14 +118,19 @@ where
         println!("{}", bizops_authn::ServiceSigner::new(&name, key).token_for(audience)?);
         return Ok(());
     }
-    let config: C = bizops_config::load(cli.config.as_deref())?;
+    let bizops_config::Loaded { config, deprecated } =
+        bizops_config::load_renamed::<C>(cli.config.as_deref(), C::RENAMED)?;
+    // Deprecated names are reported once the log is set up, so they reach it.
+    let warn_deprecated = || deprecated.iter().for_each(bizops_config::Deprecation::warn);
     match command {
         Command::Serve => {
             let _telemetry = bizops_telemetry::init(C::NAME, config.log())?;
+            warn_deprecated();
             serve(config).await
         }
         Command::Migrate => {
             let _telemetry = bizops_telemetry::init(C::NAME, config.log())?;
+            warn_deprecated();
             let (Some(migrator), Some(db)) = (migrator, config.database()) else {
                 tracing::info!("{} has no database; nothing to migrate", C::NAME);
                 return Ok(());

@@ -7,11 +7,16 @@
 //! starts. Overrides: `BIZOPS_TEST_ADMIN_DATABASE_URL` (a superuser connection,
 //! default `postgres://postgres@127.0.0.1:5432/postgres`) and `BIZOPS_TEST_NATS_URL`
 //! (default: the URL `scripts/dev-services` wrote to `.dev/nats.url`).
+//!
+//! With the feature `procs`: the process harness of the e2e tests and the bench
+//! ([`procs`]), the suite's binaries wired by the topology (`libs/topology`).
 #![forbid(unsafe_code)]
 
 mod db;
 mod logs;
 mod quiesce;
+#[cfg(feature = "procs")]
+pub mod procs;
 mod server;
 pub mod wait;
 

@@ -12,7 +12,20 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Polls `check` until it yields `Some`, at most `within`; panics naming `what`
 /// otherwise. Polls quickly at first (5 ms) and backs off to every 100 ms.
-pub async fn eventually<T, F, Fut>(what: impl Display, within: Duration, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: impl Display, within: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    match poll(within, check).await {
+        Some(value) => value,
+        None => panic!("timed out after {within:?} waiting for {what}"),
+    }
+}
+
+/// The polling behind [`eventually`], for harness code that reports a missed
+/// deadline as an error instead of a panic: `None` when `within` passed.
+pub async fn poll<T, F, Fut>(within: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -21,10 +34,12 @@ where
     let mut pause = Duration::from_millis(5);
     loop {
         if let Some(value) = check().await {
-            return value;
+            return Some(value);
         }
         let now = Instant::now();
-        assert!(now < deadline, "timed out after {within:?} waiting for {what}");
+        if now >= deadline {
+            return None;
+        }
         tokio::time::sleep(pause.min(deadline - now)).await;
         pause = (pause * 2).min(Duration::from_millis(100));
     }

@@ -38,7 +38,7 @@ impl App {
     /// metrics listeners (port 0 picks a free port).
     pub async fn build(config: VaultConfig) -> anyhow::Result<Self> {
         let keys = Arc::new(KeyRing::from_config(&config.keys)?);
-        let auth = config.auth.authenticator(SERVICE_NAME)?;
+        let auth = config.auth.authenticator(SERVICE_NAME, config.identity_url.as_deref())?;
         let checker = Checker::new(&config.connectors)?;
         anyhow::ensure!(
             (1..=MAX_VALUE_LIMIT).contains(&config.limits.max_value_bytes),

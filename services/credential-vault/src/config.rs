@@ -3,8 +3,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use bizops_authn::AuthConfig;
-use bizops_config::{DatabaseConfig, LogConfig, duration, secret_list, string_list};
-use secrecy::SecretString;
+use bizops_config::{DatabaseConfig, KeyringConfig, LogConfig, Renamed, duration, string_list};
 use serde::Deserialize;
 
 /// The service name: OpenTelemetry `service.name`, database roles (`bizops_vault`,
@@ -27,6 +26,9 @@ pub struct VaultConfig {
     pub database: DatabaseConfig,
     /// Session verification and trusted callers (`BIZOPS_AUTH__*`).
     pub auth: AuthConfig,
+    /// identity's gRPC URL (`BIZOPS_IDENTITY_URL`): session keys come from its JWKS.
+    /// Unset: only `BIZOPS_AUTH__SESSION_PUBLIC_KEYS` verify sessions.
+    pub identity_url: Option<String>,
     /// The key-encryption-key ring (`BIZOPS_KEYS__*`).
     pub keys: KeysConfig,
     /// Connector validation and live checks (`BIZOPS_CONNECTORS__*`).
@@ -50,6 +52,7 @@ pub struct VaultConfig {
 impl bizops_runtime::cli::ServiceConfig for VaultConfig {
     const NAME: &'static str = SERVICE_NAME;
     const HEALTH_SERVICE: &'static str = GRPC_SERVICE;
+    const RENAMED: &'static [Renamed] = RENAMED;
 
     fn log(&self) -> &LogConfig {
         &self.log
@@ -72,6 +75,7 @@ impl Default for VaultConfig {
             log: LogConfig::default(),
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
+            identity_url: None,
             keys: KeysConfig::default(),
             connectors: ConnectorsConfig::default(),
             limits: LimitsConfig::default(),
@@ -83,18 +87,17 @@ impl Default for VaultConfig {
     }
 }
 
-/// The KEK keyring. The service refuses to start without one; it never makes one up.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct KeysConfig {
-    /// Key-encryption keys `<version>:<base64 of 32 bytes>` (`BIZOPS_KEYS__KEYRING`,
-    /// comma-separated in env; `credential-vault keygen --aes` prints a key).
-    #[serde(deserialize_with = "secret_list")]
-    pub keyring: Vec<SecretString>,
-    /// The version new data keys are wrapped under (`BIZOPS_KEYS__ACTIVE_VERSION`);
-    /// must be in the keyring. 0 = not set.
-    pub active_version: u32,
-}
+/// The KEK keyring, in the keyring format every service uses: key-encryption keys
+/// `<version>:<base64 of 32 bytes>` (`BIZOPS_KEYS__KEYRING`, comma-separated in env;
+/// `credential-vault keygen --aes` prints a key), versions 1, 2, …, and the version
+/// new data keys are wrapped under (`BIZOPS_KEYS__ACTIVE`, required, in the
+/// keyring). The service refuses to start without them; it never makes one up.
+pub type KeysConfig = KeyringConfig<u32>;
+
+/// Keys renamed so that every service spells a setting alike; the old names still
+/// work and are logged as deprecated.
+pub const RENAMED: &[Renamed] =
+    &[bizops_authn::RENAMED_IDENTITY_URL, Renamed { old: "keys.active_version", new: "keys.active" }];
 
 /// Connector validation and the live checks of TestCredential. Provider URLs are
 /// configuration, so tests point them at a fake.
@@ -175,7 +178,8 @@ impl Default for RotationConfig {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use secrecy::ExposeSecret as _;
+    use bizops_config::secret_list;
+    use secrecy::{ExposeSecret as _, SecretString};
 
     use super::*;
 
@@ -193,6 +197,22 @@ mod tests {
         assert_eq!(p.keys.len(), 1);
         let err = serde_json::from_str::<Probe>(r#"{"keys": 12345678}"#).err().unwrap().to_string();
         assert!(!err.contains("12345678"), "{err}");
+    }
+
+    #[test]
+    fn old_names_still_work_and_are_reported() {
+        let old = [
+            ("BIZOPS_AUTH__IDENTITY_URL", "http://identity:50051"),
+            ("BIZOPS_KEYS__KEYRING", "1:AAAA,2:BBBB"),
+            ("BIZOPS_KEYS__ACTIVE_VERSION", "2"),
+        ];
+        let loaded = bizops_config::from_vars::<VaultConfig, _, _, _>(old, RENAMED).unwrap();
+        assert_eq!(loaded.config.identity_url.as_deref(), Some("http://identity:50051"));
+        assert_eq!(loaded.config.keys.active, Some(2));
+        assert_eq!(loaded.deprecated.len(), 2);
+        assert!(
+            loaded.deprecated[1].to_string().contains("BIZOPS_KEYS__ACTIVE_VERSION: use BIZOPS_KEYS__ACTIVE")
+        );
     }
 
     #[test]

@@ -114,7 +114,7 @@ pub enum KeyringError {
     /// No KEK configured.
     #[error(
         "no key-encryption key configured: set BIZOPS_KEYS__KEYRING to `<version>:<base64 of 32 bytes>` \
-         (`credential-vault keygen --aes` prints a key) and BIZOPS_KEYS__ACTIVE_VERSION; \
+         (`credential-vault keygen --aes` prints a key) and BIZOPS_KEYS__ACTIVE; \
          the vault never makes one up"
     )]
     Empty,
@@ -131,12 +131,10 @@ pub enum KeyringError {
     #[error("BIZOPS_KEYS__KEYRING: KEK version {0} is configured twice")]
     Duplicate(u32),
     /// No active version chosen.
-    #[error(
-        "BIZOPS_KEYS__ACTIVE_VERSION is not set: choose which configured KEK version wraps new data keys"
-    )]
+    #[error("BIZOPS_KEYS__ACTIVE is not set: choose which configured KEK version wraps new data keys")]
     NoActive,
     /// The active version is not in the keyring.
-    #[error("BIZOPS_KEYS__ACTIVE_VERSION is {0}, but the keyring has no KEK version {0}")]
+    #[error("BIZOPS_KEYS__ACTIVE is {0}, but the keyring has no KEK version {0}")]
     ActiveMissing(u32),
 }
 
@@ -201,7 +199,7 @@ impl KeyRing {
                 return Err(KeyringError::Duplicate(version));
             }
         }
-        Self::build(keks, config.active_version)
+        Self::build(keks, config.active.unwrap_or(0))
     }
 
     /// A keyring from raw keys (tests and tools).
@@ -685,7 +683,7 @@ mod tests {
         let key = STANDARD.encode([7u8; 32]);
         let cfg = |entries: &[&str], active: u32| KeysConfig {
             keyring: entries.iter().map(|e| SecretString::from(*e)).collect(),
-            active_version: active,
+            active: Some(active),
         };
         let ok = KeyRing::from_config(&cfg(&[&format!("1:{key}"), &format!(" 2 : {key} ")], 2)).unwrap();
         assert_eq!(ok.versions().collect::<Vec<_>>(), [1, 2]);

@@ -57,7 +57,7 @@ impl App {
         for n in &config.http.allowed_networks {
             Network::parse(n).map_err(|e| anyhow::anyhow!("BIZOPS_HTTP__ALLOWED_NETWORKS: {e}"))?;
         }
-        let auth = AuthLayer::new(config.auth.authenticator(SERVICE_NAME)?);
+        let auth = AuthLayer::new(config.auth.authenticator(SERVICE_NAME, config.identity_url.as_deref())?);
         let service_pool = bizops_runtime::db::pool(&config.database, SERVICE_NAME, DbRole::Service).await?;
         let system_pool = bizops_runtime::db::pool(&config.database, SERVICE_NAME, DbRole::System).await?;
         let (nats, js) = config.nats.connect(SERVICE_NAME).await?;

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use bizops_authn::AuthConfig;
 use bizops_bus::NatsConfig;
-use bizops_config::{DatabaseConfig, LogConfig, duration, string_list};
+use bizops_config::{DatabaseConfig, LogConfig, Renamed, duration, string_list};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -30,6 +30,9 @@ pub struct ExecutorConfig {
     pub auth: AuthConfig,
     /// NATS (`BIZOPS_NATS__*`).
     pub nats: NatsConfig,
+    /// identity's gRPC URL (`BIZOPS_IDENTITY_URL`): session keys come from its JWKS.
+    /// Unset: only `BIZOPS_AUTH__SESSION_PUBLIC_KEYS` verify sessions.
+    pub identity_url: Option<String>,
     /// pilot-catalog's gRPC URL (`BIZOPS_CATALOG_URL`).
     pub catalog_url: String,
     /// credential-vault's gRPC URL (`BIZOPS_VAULT_URL`).
@@ -65,6 +68,7 @@ impl Default for ExecutorConfig {
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             nats: NatsConfig::default(),
+            identity_url: None,
             catalog_url: "http://127.0.0.1:50052".into(),
             vault_url: "http://127.0.0.1:50053".into(),
             intake: IntakeConfig::default(),
@@ -80,9 +84,14 @@ impl Default for ExecutorConfig {
     }
 }
 
+/// Keys renamed so that every service spells a setting alike; the old names still
+/// work and are logged as deprecated.
+pub const RENAMED: &[Renamed] = &[bizops_authn::RENAMED_IDENTITY_URL];
+
 impl bizops_runtime::cli::ServiceConfig for ExecutorConfig {
     const NAME: &'static str = SERVICE_NAME;
     const HEALTH_SERVICE: &'static str = GRPC_SERVICE;
+    const RENAMED: &'static [Renamed] = RENAMED;
 
     fn log(&self) -> &LogConfig {
         &self.log
@@ -272,5 +281,19 @@ pub struct SchedulerConfig {
 impl Default for SchedulerConfig {
     fn default() -> Self {
         Self { tick: Duration::from_secs(10), max_catch_up: Duration::from_secs(3600) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn old_names_still_work_and_are_reported() {
+        let old = [("BIZOPS_AUTH__IDENTITY_URL", "http://identity:50051")];
+        let loaded = bizops_config::from_vars::<ExecutorConfig, _, _, _>(old, RENAMED).unwrap();
+        assert_eq!(loaded.config.identity_url.as_deref(), Some("http://identity:50051"));
+        assert!(loaded.deprecated[0].to_string().contains("use BIZOPS_IDENTITY_URL"));
     }
 }

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use bizops_authn::AuthConfig;
 use bizops_bus::NatsConfig;
-use bizops_config::{LogConfig, duration};
+use bizops_config::{LogConfig, Renamed, duration};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -28,13 +28,13 @@ pub struct GatewayConfig {
     /// The gateway verifies sessions with identity's VerifySession, so the other
     /// `auth` keys are not used.
     pub auth: AuthConfig,
-    /// identity's gRPC URL.
+    /// identity's gRPC URL (`BIZOPS_IDENTITY_URL`).
     pub identity_url: String,
-    /// pilot-catalog's gRPC URL.
+    /// pilot-catalog's gRPC URL (`BIZOPS_CATALOG_URL`).
     pub catalog_url: String,
-    /// credential-vault's gRPC URL.
+    /// credential-vault's gRPC URL (`BIZOPS_VAULT_URL`).
     pub vault_url: String,
-    /// executor's gRPC URL.
+    /// executor's gRPC URL (`BIZOPS_EXECUTOR_URL`).
     pub executor_url: String,
     /// NATS (`BIZOPS_NATS__*`): triggers are published here, live run events read.
     pub nats: NatsConfig,
@@ -98,9 +98,15 @@ impl Default for GatewayConfig {
     }
 }
 
+/// Keys renamed so that every service spells a setting alike; the old names still
+/// work and are logged as deprecated (`BIZOPS_AUTH__IDENTITY_URL`, which the gateway
+/// used to ignore, now sets `identity_url`).
+pub const RENAMED: &[Renamed] = &[bizops_authn::RENAMED_IDENTITY_URL];
+
 impl bizops_runtime::cli::ServiceConfig for GatewayConfig {
     const NAME: &'static str = SERVICE_NAME;
     const HEALTH_SERVICE: &'static str = "gateway";
+    const RENAMED: &'static [Renamed] = RENAMED;
 
     fn log(&self) -> &LogConfig {
         &self.log
@@ -222,5 +228,19 @@ impl Default for TimeoutsConfig {
             publish: Duration::from_secs(5),
             live_view: Duration::from_secs(3600),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn old_names_still_work_and_are_reported() {
+        let old = [("BIZOPS_AUTH__IDENTITY_URL", "http://identity:50051")];
+        let loaded = bizops_config::from_vars::<GatewayConfig, _, _, _>(old, RENAMED).unwrap();
+        assert_eq!(loaded.config.identity_url, "http://identity:50051");
+        assert_eq!(loaded.deprecated.len(), 1);
     }
 }

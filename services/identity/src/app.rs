@@ -42,12 +42,10 @@ impl App {
     pub async fn build(config: IdentityConfig) -> anyhow::Result<Self> {
         let keys = KeyRing::from_config(&config.keys, &config.session)?;
         let callers = config
-            .service_auth
+            .auth
             .trusted_callers
             .iter()
-            .map(|c| {
-                PublicKey::parse(c).map_err(|e| anyhow::anyhow!("BIZOPS_SERVICE_AUTH__TRUSTED_CALLERS: {e}"))
-            })
+            .map(|c| PublicKey::parse(c).map_err(|e| anyhow::anyhow!("BIZOPS_AUTH__TRUSTED_CALLERS: {e}")))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let auth = Authenticator::none()
             .with_local_sessions(keys.verifier())
@@ -59,20 +57,20 @@ impl App {
         let system = SystemStore::new(system_pool);
         let system_store = system.clone();
         let throttle = Throttle::new(system.clone(), config.login_limits.clone(), keys.hash_key());
-        let signer = match &config.service_auth.service_key {
+        let signer = match &config.auth.service_key {
             Some(key) => {
-                let key = SigningKey::parse(key)
-                    .map_err(|e| anyhow::anyhow!("BIZOPS_SERVICE_AUTH__SERVICE_KEY: {e}"))?;
+                let key =
+                    SigningKey::parse(key).map_err(|e| anyhow::anyhow!("BIZOPS_AUTH__SERVICE_KEY: {e}"))?;
                 anyhow::ensure!(
                     key.kid() == SERVICE_NAME,
-                    "BIZOPS_SERVICE_AUTH__SERVICE_KEY: the key id must be `{SERVICE_NAME}`, not `{}`",
+                    "BIZOPS_AUTH__SERVICE_KEY: the key id must be `{SERVICE_NAME}`, not `{}`",
                     key.kid()
                 );
                 Some(ServiceSigner::new(SERVICE_NAME, key))
             }
             None => {
                 tracing::warn!(
-                    "BIZOPS_SERVICE_AUTH__SERVICE_KEY is not set: account deletions will stop before the \
+                    "BIZOPS_AUTH__SERVICE_KEY is not set: account deletions will stop before the \
                      catalog step until it is"
                 );
                 None
@@ -80,7 +78,7 @@ impl App {
         };
         let notifier = Notifier::new(config.notifications.clone())?;
         let deleter = Deleter::new(
-            &config.deletion,
+            &config,
             config.nats.clone(),
             system.clone(),
             throttle.clone(),
@@ -98,12 +96,12 @@ impl App {
             keys,
             throttle: throttle.clone(),
             session: config.session.clone(),
-            trust_forwarded_from: config.service_auth.trust_forwarded_source_from.clone(),
+            trust_forwarded_from: config.auth.trust_forwarded_source_from.clone(),
             register_limiter: Arc::new(register_limiter(config.login_limits.register_per_source_per_hour)),
             deleter: deleter.clone(),
             notifier,
         };
-        for name in &config.service_auth.trust_forwarded_source_from {
+        for name in &config.auth.trust_forwarded_source_from {
             if !callers.iter().any(|c| c.kid() == name) {
                 tracing::warn!(
                     service = %name,

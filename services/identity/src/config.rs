@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use bizops_config::{DatabaseConfig, LogConfig, duration, string_list};
+use bizops_config::{DatabaseConfig, LogConfig, Renamed, duration, string_list};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -27,10 +27,17 @@ pub struct IdentityConfig {
     pub scrypt: ScryptConfig,
     /// Session tokens (`BIZOPS_SESSION__*`).
     pub session: SessionConfig,
-    /// Signing keys (`BIZOPS_KEYS__*`).
+    /// Session signing keys (`BIZOPS_KEYS__*`).
     pub keys: KeysConfig,
-    /// Services that call identity (`BIZOPS_SERVICE_AUTH__*`).
-    pub service_auth: ServiceAuthConfig,
+    /// identity's own service key and the services that call it (`BIZOPS_AUTH__*`,
+    /// the names every service uses).
+    pub auth: ServiceAuthConfig,
+    /// pilot-catalog's gRPC URL (`BIZOPS_CATALOG_URL`): account deletion.
+    pub catalog_url: String,
+    /// executor's gRPC URL (`BIZOPS_EXECUTOR_URL`): account deletion.
+    pub executor_url: String,
+    /// credential-vault's gRPC URL (`BIZOPS_VAULT_URL`): account deletion.
+    pub vault_url: String,
     /// Failed-login throttling (`BIZOPS_LOGIN_LIMITS__*`).
     pub login_limits: LoginLimitsConfig,
     /// Account deletion across the services (`BIZOPS_DELETION__*`).
@@ -48,9 +55,21 @@ pub struct IdentityConfig {
     pub shutdown_drain: Duration,
 }
 
+/// Keys renamed so that every service spells a setting alike; the old names still
+/// work and are logged as deprecated.
+pub const RENAMED: &[Renamed] = &[
+    Renamed { old: "service_auth.service_key", new: "auth.service_key" },
+    Renamed { old: "service_auth.trusted_callers", new: "auth.trusted_callers" },
+    Renamed { old: "service_auth.trust_forwarded_source_from", new: "auth.trust_forwarded_source_from" },
+    Renamed { old: "deletion.catalog_url", new: "catalog_url" },
+    Renamed { old: "deletion.executor_url", new: "executor_url" },
+    Renamed { old: "deletion.vault_url", new: "vault_url" },
+];
+
 impl bizops_runtime::cli::ServiceConfig for IdentityConfig {
     const NAME: &'static str = SERVICE_NAME;
     const HEALTH_SERVICE: &'static str = GRPC_SERVICE;
+    const RENAMED: &'static [Renamed] = RENAMED;
 
     fn log(&self) -> &LogConfig {
         &self.log
@@ -75,7 +94,10 @@ impl Default for IdentityConfig {
             scrypt: ScryptConfig::default(),
             session: SessionConfig::default(),
             keys: KeysConfig::default(),
-            service_auth: ServiceAuthConfig::default(),
+            auth: ServiceAuthConfig::default(),
+            catalog_url: "http://127.0.0.1:50052".into(),
+            executor_url: "http://127.0.0.1:50054".into(),
+            vault_url: "http://127.0.0.1:50053".into(),
             login_limits: LoginLimitsConfig::default(),
             deletion: DeletionConfig::default(),
             nats: bizops_bus::NatsConfig::default(),
@@ -212,16 +234,11 @@ impl Default for LoginLimitsConfig {
     }
 }
 
-/// Where account deletion reaches the other services.
+/// Account deletion across the services (their URLs are the service's
+/// `catalog_url`, `executor_url` and `vault_url`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeletionConfig {
-    /// pilot-catalog's gRPC URL.
-    pub catalog_url: String,
-    /// executor's gRPC URL.
-    pub executor_url: String,
-    /// credential-vault's gRPC URL.
-    pub vault_url: String,
     /// How often unfinished deletions are retried in the background.
     #[serde(deserialize_with = "duration")]
     pub retry_interval: Duration,
@@ -232,13 +249,7 @@ pub struct DeletionConfig {
 
 impl Default for DeletionConfig {
     fn default() -> Self {
-        Self {
-            catalog_url: "http://127.0.0.1:50052".into(),
-            executor_url: "http://127.0.0.1:50054".into(),
-            vault_url: "http://127.0.0.1:50053".into(),
-            retry_interval: Duration::from_secs(30),
-            call_timeout: Duration::from_secs(30),
-        }
+        Self { retry_interval: Duration::from_secs(30), call_timeout: Duration::from_secs(30) }
     }
 }
 
@@ -262,5 +273,49 @@ impl Default for NotificationsConfig {
             resend_base_url: "https://api.resend.com".into(),
             from: "BizOps Pilot <no-reply@bizopspilot.com>".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use secrecy::ExposeSecret as _;
+
+    use super::*;
+
+    #[test]
+    fn old_names_still_work_and_are_reported() {
+        let old = [
+            ("BIZOPS_SERVICE_AUTH__SERVICE_KEY", "identity:c2VlZA=="),
+            ("BIZOPS_SERVICE_AUTH__TRUSTED_CALLERS", "gateway:AAAA"),
+            ("BIZOPS_SERVICE_AUTH__TRUST_FORWARDED_SOURCE_FROM", "edge"),
+            ("BIZOPS_DELETION__CATALOG_URL", "http://catalog:50052"),
+            ("BIZOPS_DELETION__EXECUTOR_URL", "http://executor:50054"),
+            ("BIZOPS_DELETION__VAULT_URL", "http://vault:50053"),
+            ("BIZOPS_DELETION__RETRY_INTERVAL", "5s"),
+        ];
+        let loaded = bizops_config::from_vars::<IdentityConfig, _, _, _>(old, RENAMED).unwrap();
+        let c = &loaded.config;
+        assert_eq!(c.auth.service_key.as_ref().unwrap().expose_secret(), "identity:c2VlZA==");
+        assert_eq!(c.auth.trusted_callers, ["gateway:AAAA"]);
+        assert_eq!(c.auth.trust_forwarded_source_from, ["edge"]);
+        assert_eq!(
+            (c.catalog_url.as_str(), c.executor_url.as_str(), c.vault_url.as_str()),
+            ("http://catalog:50052", "http://executor:50054", "http://vault:50053")
+        );
+        assert_eq!(c.deletion.retry_interval, Duration::from_secs(5), "the section keeps its other keys");
+        assert_eq!(loaded.deprecated.len(), 6);
+        let text: Vec<String> = loaded.deprecated.iter().map(ToString::to_string).collect();
+        assert!(
+            text[0].contains("BIZOPS_SERVICE_AUTH__SERVICE_KEY: use BIZOPS_AUTH__SERVICE_KEY"),
+            "{text:?}"
+        );
+        assert!(!text.iter().any(|t| t.contains("c2VlZA")), "never the value: {text:?}");
+
+        // The new names, alone, report nothing.
+        let new = [("BIZOPS_AUTH__SERVICE_KEY", "identity:c2VlZA=="), ("BIZOPS_CATALOG_URL", "http://c:1")];
+        let loaded = bizops_config::from_vars::<IdentityConfig, _, _, _>(new, RENAMED).unwrap();
+        assert!(loaded.deprecated.is_empty());
+        assert_eq!(loaded.config.catalog_url, "http://c:1");
     }
 }

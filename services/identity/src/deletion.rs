@@ -23,7 +23,7 @@ use bizops_proto::{
 use tonic::transport::Channel;
 
 use crate::{
-    config::DeletionConfig,
+    config::IdentityConfig,
     notify::{Notice, Notifier},
     system::{DeletionLock, SystemStore},
     throttle::Throttle,
@@ -82,11 +82,11 @@ fn channel(url: &str, timeout: Duration) -> anyhow::Result<Channel> {
 }
 
 impl Deleter {
-    /// A deleter calling the services in `config` as `signer` (without a signer,
+    /// A deleter calling the services at the URLs of `config` as `signer` (without a signer,
     /// every deletion stops at the catalog step and says why), purging streams on
     /// the NATS of `nats`.
     pub fn new(
-        config: &DeletionConfig,
+        config: &IdentityConfig,
         nats: NatsConfig,
         system: SystemStore,
         throttle: Throttle,
@@ -96,9 +96,9 @@ impl Deleter {
         Ok(Self {
             system,
             throttle,
-            catalog: channel(&config.catalog_url, config.call_timeout)?,
-            executor: channel(&config.executor_url, config.call_timeout)?,
-            vault: channel(&config.vault_url, config.call_timeout)?,
+            catalog: channel(&config.catalog_url, config.deletion.call_timeout)?,
+            executor: channel(&config.executor_url, config.deletion.call_timeout)?,
+            vault: channel(&config.vault_url, config.deletion.call_timeout)?,
             signer,
             subjects: nats.subjects()?,
             nats,
@@ -119,7 +119,7 @@ impl Deleter {
         self.signer
             .clone()
             .map(|s| ServiceTokenInterceptor::new(s, audience))
-            .ok_or_else(|| "identity has no service key (BIZOPS_SERVICE_AUTH__SERVICE_KEY)".to_owned())
+            .ok_or_else(|| "identity has no service key (BIZOPS_AUTH__SERVICE_KEY)".to_owned())
     }
 
     /// Runs (or resumes) the deletion of `owner` to the end; when another runner

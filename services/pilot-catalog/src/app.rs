@@ -34,8 +34,8 @@ impl App {
     /// Validates configuration, connects to Postgres and NATS (creating the
     /// streams), and binds the listeners (port 0 picks a free port).
     pub async fn build(config: CatalogConfig) -> anyhow::Result<Self> {
-        let keyring = Keyring::parse(&config.webhooks.encryption_keys).map_err(anyhow::Error::msg)?;
-        let auth = AuthLayer::new(config.auth.authenticator(SERVICE_NAME)?);
+        let keyring = Keyring::from_config(&config.keys).map_err(anyhow::Error::msg)?;
+        let auth = AuthLayer::new(config.auth.authenticator(SERVICE_NAME, config.identity_url.as_deref())?);
         let service_pool = bizops_runtime::db::pool(&config.database, SERVICE_NAME, DbRole::Service).await?;
         let system_pool = bizops_runtime::db::pool(&config.database, SERVICE_NAME, DbRole::System).await?;
         let (_client, jetstream) = config.nats.connect(SERVICE_NAME).await?;
@@ -43,7 +43,7 @@ impl App {
         let mismatched = system.verify_key_checks(&keyring.check_values()).await?;
         if !mismatched.is_empty() {
             anyhow::bail!(
-                "BIZOPS_WEBHOOKS__ENCRYPTION_KEYS: key {} does not match the key first used under that id; \
+                "BIZOPS_KEYS__KEYRING: key {} does not match the key first used under that id; \
                  refusing to start (stored webhook secrets would not verify)",
                 mismatched.join(", ")
             );

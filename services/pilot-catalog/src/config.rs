@@ -4,8 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use bizops_authn::AuthConfig;
 use bizops_bus::NatsConfig;
-use bizops_config::{DatabaseConfig, LogConfig, duration, secret_list};
-use secrecy::SecretString;
+use bizops_config::{DatabaseConfig, KeyringConfig, LogConfig, Renamed, duration};
 use serde::Deserialize;
 
 /// Service name: DB roles `bizops_catalog*`, service-token identity, telemetry.
@@ -27,6 +26,13 @@ pub struct CatalogConfig {
     pub database: DatabaseConfig,
     /// Session and service tokens (`BIZOPS_AUTH__*`).
     pub auth: AuthConfig,
+    /// identity's gRPC URL (`BIZOPS_IDENTITY_URL`): session keys come from its JWKS.
+    /// Unset: only `BIZOPS_AUTH__SESSION_PUBLIC_KEYS` verify sessions.
+    pub identity_url: Option<String>,
+    /// The keys that encrypt stored webhook secrets (`BIZOPS_KEYS__KEYRING`,
+    /// `BIZOPS_KEYS__ACTIVE`): `<id>:<base64 of 32 bytes>` entries, all of which
+    /// decrypt; `active` names the one that encrypts (unset: the first). Required.
+    pub keys: KeyringConfig<String>,
     /// NATS (`BIZOPS_NATS__*`), for the pilot-deleted events.
     pub nats: NatsConfig,
     /// Webhook secrets and verification (`BIZOPS_WEBHOOKS__*`).
@@ -49,6 +55,8 @@ impl Default for CatalogConfig {
             log: LogConfig::default(),
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
+            identity_url: None,
+            keys: KeyringConfig::default(),
             nats: NatsConfig::default(),
             webhooks: WebhooksConfig::default(),
             limits: LimitsConfig::default(),
@@ -58,9 +66,15 @@ impl Default for CatalogConfig {
     }
 }
 
+/// Keys renamed so that every service spells a setting alike; the old names still
+/// work and are logged as deprecated.
+pub const RENAMED: &[Renamed] =
+    &[bizops_authn::RENAMED_IDENTITY_URL, Renamed { old: "webhooks.encryption_keys", new: "keys.keyring" }];
+
 impl bizops_runtime::cli::ServiceConfig for CatalogConfig {
     const NAME: &'static str = SERVICE_NAME;
     const HEALTH_SERVICE: &'static str = GRPC_SERVICE;
+    const RENAMED: &'static [Renamed] = RENAMED;
 
     fn log(&self) -> &LogConfig {
         &self.log
@@ -75,14 +89,11 @@ impl bizops_runtime::cli::ServiceConfig for CatalogConfig {
     }
 }
 
-/// Webhook secrets: how they are stored and verified.
+/// Webhook secrets: how they are verified and rotated (the keys that encrypt
+/// them are the service's `keys`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhooksConfig {
-    /// Keys that encrypt stored webhook secrets, `<id>:<base64 of 32 bytes>`,
-    /// comma-separated; the first encrypts, all decrypt. Required.
-    #[serde(deserialize_with = "secret_list")]
-    pub encryption_keys: Vec<SecretString>,
     /// How long the previous secret keeps working after a rotation.
     #[serde(deserialize_with = "duration")]
     pub rotation_grace: Duration,
@@ -98,7 +109,6 @@ pub struct WebhooksConfig {
 impl Default for WebhooksConfig {
     fn default() -> Self {
         Self {
-            encryption_keys: Vec::new(),
             rotation_grace: Duration::from_secs(24 * 3600),
             timestamp_tolerance: Duration::from_secs(5 * 60),
             cache_ttl: Duration::from_secs(5),
@@ -121,5 +131,27 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self { max_steps: 50, max_document_bytes: 256 * 1024, max_pilots: 500 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn old_names_still_work_and_are_reported() {
+        let old = [
+            ("BIZOPS_AUTH__IDENTITY_URL", "http://identity:50051"),
+            ("BIZOPS_WEBHOOKS__ENCRYPTION_KEYS", "k1:AAAA,k2:BBBB"),
+            ("BIZOPS_WEBHOOKS__CACHE_TTL", "2s"),
+        ];
+        let loaded = bizops_config::from_vars::<CatalogConfig, _, _, _>(old, RENAMED).unwrap();
+        assert_eq!(loaded.config.identity_url.as_deref(), Some("http://identity:50051"));
+        assert_eq!(loaded.config.keys.keyring.len(), 2);
+        assert_eq!(loaded.config.keys.active, None);
+        assert_eq!(loaded.config.webhooks.cache_ttl, Duration::from_secs(2));
+        assert_eq!(loaded.deprecated.len(), 2);
+        assert!(loaded.deprecated[1].to_string().contains("use BIZOPS_KEYS__KEYRING"));
     }
 }

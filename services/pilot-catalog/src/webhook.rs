@@ -214,30 +214,44 @@ impl Keyring {
     /// Parses the configured keys; refuses an empty list.
     pub fn parse(entries: &[SecretString]) -> Result<Self, String> {
         if entries.is_empty() {
-            return Err("no webhook encryption key configured: set BIZOPS_WEBHOOKS__ENCRYPTION_KEYS=<id>:<base64 of 32 bytes> \
+            return Err("no webhook encryption key configured: set BIZOPS_KEYS__KEYRING=<id>:<base64 of 32 bytes> \
                         (`pilot-catalog keygen --aes` prints key material; `make run` generates a development key)"
                 .into());
         }
         let mut keys = Vec::new();
         for entry in entries {
-            let (id, b64) = entry.expose_secret().trim().split_once(':').ok_or(
-                "BIZOPS_WEBHOOKS__ENCRYPTION_KEYS: each key must look like <id>:<base64 of 32 bytes>",
-            )?;
+            let (id, b64) = entry
+                .expose_secret()
+                .trim()
+                .split_once(':')
+                .ok_or("BIZOPS_KEYS__KEYRING: each key must look like <id>:<base64 of 32 bytes>")?;
             let bytes = Zeroizing::new(
-                STANDARD
-                    .decode(b64)
-                    .map_err(|_| format!("BIZOPS_WEBHOOKS__ENCRYPTION_KEYS: key {id} is not base64"))?,
+                STANDARD.decode(b64).map_err(|_| format!("BIZOPS_KEYS__KEYRING: key {id} is not base64"))?,
             );
             let arr: [u8; 32] = bytes
                 .as_slice()
                 .try_into()
-                .map_err(|_| format!("BIZOPS_WEBHOOKS__ENCRYPTION_KEYS: key {id} is not 32 bytes"))?;
+                .map_err(|_| format!("BIZOPS_KEYS__KEYRING: key {id} is not 32 bytes"))?;
             if id.is_empty() || keys.iter().any(|(k, _)| k == id) {
-                return Err(format!("BIZOPS_WEBHOOKS__ENCRYPTION_KEYS: key id {id:?} is empty or repeated"));
+                return Err(format!("BIZOPS_KEYS__KEYRING: key id {id:?} is empty or repeated"));
             }
             keys.push((id.to_owned(), Zeroizing::new(arr)));
         }
         Ok(Self { keys })
+    }
+
+    /// The configured keyring: [`Keyring::parse`] of its entries, with the
+    /// `active` one (unset: the first) encrypting.
+    pub fn from_config(config: &bizops_config::KeyringConfig<String>) -> Result<Self, String> {
+        let mut ring = Self::parse(&config.keyring)?;
+        if let Some(active) = &config.active {
+            let i = ring.keys.iter().position(|(id, _)| id == active).ok_or_else(|| {
+                format!("BIZOPS_KEYS__ACTIVE is {active:?}, but BIZOPS_KEYS__KEYRING has no key with that id")
+            })?;
+            let key = ring.keys.remove(i);
+            ring.keys.insert(0, key);
+        }
+        Ok(ring)
     }
 
     /// A check value per key id (HMAC of a fixed label), stored at first use so a
@@ -414,6 +428,23 @@ mod tests {
         assert_eq!(SecretKey::parse(text.expose_secret()).unwrap().bytes(), key.bytes());
         assert!(!format!("{key:?}").contains(&text.expose_secret()[6..]));
         assert!(SecretKey::parse("whsec_short").is_none());
+    }
+
+    #[test]
+    fn the_active_key_encrypts_and_every_key_decrypts() {
+        let entry = |id: &str, b: u8| SecretString::from(format!("{id}:{}", STANDARD.encode([b; 32])));
+        let mut config =
+            bizops_config::KeyringConfig { keyring: vec![entry("k1", 1), entry("k2", 2)], active: None };
+        let key = SecretKey::generate().unwrap();
+        let (first, sealed) = Keyring::from_config(&config).unwrap().seal(&key, b"p").unwrap();
+        assert_eq!(first, "k1", "unset: the first key encrypts");
+        config.active = Some("k2".into());
+        let ring = Keyring::from_config(&config).unwrap();
+        assert_eq!(ring.seal(&key, b"p").unwrap().0, "k2");
+        assert_eq!(ring.open("k1", &sealed, b"p").unwrap().bytes(), key.bytes());
+        config.active = Some("k3".into());
+        let err = Keyring::from_config(&config).unwrap_err();
+        assert!(err.contains("BIZOPS_KEYS__ACTIVE") && err.contains("k3"), "{err}");
     }
 
     #[test]

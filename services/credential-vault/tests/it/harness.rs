@@ -77,7 +77,7 @@ pub fn base_config(db: &TestDb, keys: &Keys) -> VaultConfig {
         .map(|s| s.public_key().to_config_string())
         .collect();
     config.keys.keyring = vec![kek(1, 0x11)];
-    config.keys.active_version = 1;
+    config.keys.active = Some(1);
     // The fake Slack of the connector tests listens on loopback over http.
     config.connectors.slack_allowed_hosts = vec!["hooks.slack.com".into(), "127.0.0.1".into()];
     config.connectors.slack_require_https = false;

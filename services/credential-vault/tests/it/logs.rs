@@ -17,7 +17,7 @@ async fn no_secret_value_is_ever_logged() {
     let uri = provider.uri();
     let v = Vault::start_with(|c| {
         c.keys.keyring = vec![kek(1, 0x11), kek(2, 0x22)];
-        c.keys.active_version = 1;
+        c.keys.active = Some(1);
         c.connectors.resend_base_url = uri.clone();
         c.connectors.anthropic_base_url = uri.clone();
     })
@@ -53,7 +53,7 @@ async fn no_secret_value_is_ever_logged() {
         .await
         .unwrap();
     assert!(v.resolve(ann.owner, &["mail"]).await.is_err());
-    let v = v.restart(|c| c.keys.active_version = 2).await;
+    let v = v.restart(|c| c.keys.active = Some(2)).await;
     let job = v.start_rotation(2).await;
     let done = v.wait_rotation(&job, |j| j.state != RotationState::Running as i32).await;
     assert_eq!(done.done, 5);

@@ -70,7 +70,7 @@ fn configuration_reads_the_keyring_and_connectors_from_the_environment() {
             ])
             .env("BIZOPS_TEST_VAULT_ENV_CHILD", "1")
             .env("BIZOPS_KEYS__KEYRING", "1:AAAA, 2:BBBB")
-            .env("BIZOPS_KEYS__ACTIVE_VERSION", "2")
+            .env("BIZOPS_KEYS__ACTIVE", "2")
             .env("BIZOPS_CONNECTORS__SLACK_ALLOWED_HOSTS", "hooks.slack.com,127.0.0.1")
             .env("BIZOPS_CONNECTORS__SLACK_REQUIRE_HTTPS", "false")
             .env("BIZOPS_KEY_ADMINS", "ops,deployer")
@@ -87,7 +87,7 @@ fn configuration_reads_the_keyring_and_connectors_from_the_environment() {
     let c: credential_vault::VaultConfig = bizops_config::load(None).unwrap();
     let keys: Vec<&str> = c.keys.keyring.iter().map(|k| k.expose_secret()).collect();
     assert_eq!(keys, ["1:AAAA", "2:BBBB"]);
-    assert_eq!(c.keys.active_version, 2);
+    assert_eq!(c.keys.active, Some(2));
     assert_eq!(c.connectors.slack_allowed_hosts, ["hooks.slack.com", "127.0.0.1"]);
     assert!(!c.connectors.slack_require_https);
     assert_eq!(c.key_admins, ["ops", "deployer"]);

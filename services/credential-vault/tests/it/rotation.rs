@@ -105,7 +105,7 @@ async fn rotate_kill_midway_resume_retire_restart_everything_decrypts() {
     config.grpc_addr = bizops_testkit::any_port();
     config.metrics_addr = bizops_testkit::any_port();
     config.keys.keyring = vec![kek(1, 0x11), kek(2, 0x22)];
-    config.keys.active_version = 2;
+    config.keys.active = Some(2);
     config.rotation.batch_hold = Duration::from_millis(400);
     let v = Vault::launch_isolated(db, keys, config).await;
     let user0 = &users[0];
@@ -165,7 +165,7 @@ async fn rotate_kill_midway_resume_retire_restart_everything_decrypts() {
     let v = v
         .restart(|c| {
             c.keys.keyring = vec![kek(2, 0x22)];
-            c.keys.active_version = 2;
+            c.keys.active = Some(2);
         })
         .await;
     for (user, name, value) in &expected {
@@ -184,7 +184,7 @@ async fn a_graceful_stop_finishes_the_open_batch_pauses_and_the_next_start_resum
     let v = v
         .restart(|c| {
             c.keys.keyring = vec![kek(1, 0x11), kek(2, 0x22)];
-            c.keys.active_version = 2;
+            c.keys.active = Some(2);
             c.rotation.batch_hold = Duration::from_millis(300);
         })
         .await;
@@ -220,7 +220,7 @@ async fn a_graceful_stop_finishes_the_open_batch_pauses_and_the_next_start_resum
 async fn rotation_never_wraps_backwards_and_retries_rows_other_replicas_change() {
     let v = Vault::start_with(|c| {
         c.keys.keyring = vec![kek(1, 0x11), kek(2, 0x22), kek(3, 0x33)];
-        c.keys.active_version = 1;
+        c.keys.active = Some(1);
     })
     .await;
     let ann = v.new_user();
@@ -231,7 +231,7 @@ async fn rotation_never_wraps_backwards_and_retries_rows_other_replicas_change()
     // still runs the old keyring, a third already activated v3.
     let v = v
         .restart(|c| {
-            c.keys.active_version = 2;
+            c.keys.active = Some(2);
             c.rotation.batch_hold = Duration::from_millis(1500);
         })
         .await;
@@ -240,13 +240,13 @@ async fn rotation_never_wraps_backwards_and_retries_rows_other_replicas_change()
         .replica(|c| {
             quiet(c);
             c.keys.keyring = vec![kek(1, 0x11), kek(2, 0x22)];
-            c.keys.active_version = 1;
+            c.keys.active = Some(1);
         })
         .await;
     let new = v
         .replica(|c| {
             quiet(c);
-            c.keys.active_version = 3;
+            c.keys.active = Some(3);
         })
         .await;
     let pool = v.superuser().await;
@@ -308,12 +308,12 @@ async fn rotation_never_wraps_backwards_and_retries_rows_other_replicas_change()
 async fn retired_versions_refuse_to_decrypt_until_lowered_again() {
     let v = Vault::start_with(|c| {
         c.keys.keyring = vec![kek(1, 0x11), kek(2, 0x22), kek(3, 0x33)];
-        c.keys.active_version = 1;
+        c.keys.active = Some(1);
     })
     .await;
     let ann = v.new_user();
     v.put(&ann, "old", ConnectorKind::Resend, RESEND_KEY).await.unwrap();
-    let v = v.restart(|c| c.keys.active_version = 3).await;
+    let v = v.restart(|c| c.keys.active = Some(3)).await;
     v.put(&ann, "new", ConnectorKind::Resend, RESEND_KEY).await.unwrap();
 
     // The active version cannot be retired.
@@ -359,7 +359,7 @@ async fn retired_versions_refuse_to_decrypt_until_lowered_again() {
 async fn rotation_counts_a_tampered_key_as_failed_and_finishes() {
     let v = Vault::start_with(|c| {
         c.keys.keyring = vec![kek(1, 0x11), kek(2, 0x22)];
-        c.keys.active_version = 1;
+        c.keys.active = Some(1);
     })
     .await;
     let ann = v.new_user();
@@ -371,7 +371,7 @@ async fn rotation_counts_a_tampered_key_as_failed_and_finishes() {
         .execute(&pool)
         .await
         .unwrap();
-    let v = v.restart(|c| c.keys.active_version = 2).await;
+    let v = v.restart(|c| c.keys.active = Some(2)).await;
     let job = v.start_rotation(2).await;
     let done = v.wait_rotation(&job, |j| j.state != RotationState::Running as i32).await;
     assert_eq!((done.state, done.total, done.done, done.failed), (RotationState::Completed as i32, 3, 2, 1));
@@ -404,7 +404,7 @@ async fn rotation_requests_are_validated() {
 async fn a_wrong_kek_at_start_up_refuses_to_start_naming_the_version() {
     let v = Vault::start_with(|c| {
         c.keys.keyring = vec![kek(1, 0x11), kek(2, 0x22)];
-        c.keys.active_version = 2;
+        c.keys.active = Some(2);
     })
     .await;
     let (db, keys, mut config) = v.stop().await;
@@ -419,13 +419,13 @@ async fn a_wrong_kek_at_start_up_refuses_to_start_naming_the_version() {
     let err = credential_vault::App::build(config.clone()).await.err().expect("must refuse");
     assert!(err.to_string().contains("no key-encryption key configured"), "{err}");
     config.keys.keyring = vec![kek(1, 0x11)];
-    config.keys.active_version = 3;
+    config.keys.active = Some(3);
     let err = credential_vault::App::build(config.clone()).await.err().expect("must refuse");
-    assert!(err.to_string().contains("BIZOPS_KEYS__ACTIVE_VERSION is 3"), "{err}");
+    assert!(err.to_string().contains("BIZOPS_KEYS__ACTIVE is 3"), "{err}");
 
     // The right keys still start (and nothing was stored by the refused starts).
     config.keys.keyring = vec![kek(1, 0x11), kek(2, 0x22)];
-    config.keys.active_version = 2;
+    config.keys.active = Some(2);
     config.grpc_addr = bizops_testkit::any_port();
     config.metrics_addr = bizops_testkit::any_port();
     let v = Vault::launch(db, keys, config).await;

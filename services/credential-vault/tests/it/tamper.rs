@@ -148,7 +148,7 @@ async fn stored_for(pool: &sqlx::PgPool, owner: OwnerId) -> (Vec<u8>, Vec<u8>) {
 async fn an_unknown_kek_version_fails_clearly() {
     let v = Vault::start_with(|c| {
         c.keys.keyring = vec![kek(1, 0x11), kek(2, 0x22)];
-        c.keys.active_version = 2;
+        c.keys.active = Some(2);
     })
     .await;
     let ann = v.new_user();
@@ -157,7 +157,7 @@ async fn an_unknown_kek_version_fails_clearly() {
     let v = v
         .restart(|c| {
             c.keys.keyring = vec![kek(1, 0x11)];
-            c.keys.active_version = 1;
+            c.keys.active = Some(1);
         })
         .await;
     let status =

@@ -229,7 +229,7 @@ async fn a_deletion_survives_a_restart_of_identity() {
 
 #[tokio::test]
 async fn without_a_service_key_a_deletion_stops_and_says_why() {
-    let id = Identity::start_with(|c| c.service_auth.service_key = None).await;
+    let id = Identity::start_with(|c| c.auth.service_key = None).await;
     let email = unique_email("nokey");
     let account = id.register(&email).await;
     let token = id.token(&email).await;
@@ -246,7 +246,7 @@ async fn without_a_service_key_a_deletion_stops_and_says_why() {
         .fetch_one(&id.superuser().await)
         .await
         .unwrap();
-    assert!(error.contains("BIZOPS_SERVICE_AUTH__SERVICE_KEY"), "{error}");
+    assert!(error.contains("BIZOPS_AUTH__SERVICE_KEY"), "{error}");
 }
 
 #[tokio::test]

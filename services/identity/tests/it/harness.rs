@@ -45,16 +45,16 @@ pub fn base_config(db: &TestDb, key: &SigningKey, gateway: &ServiceSigner) -> Id
     config.database.system_max_connections = 2;
     config.scrypt = cheap_scrypt();
     config.keys.signing_key = Some(key.to_secret_string());
-    config.service_auth.trusted_callers = vec![gateway.public_key().to_config_string()];
+    config.auth.trusted_callers = vec![gateway.public_key().to_config_string()];
     config.login_limits =
         LoginLimitsConfig { register_per_source_per_hour: 1000, ..LoginLimitsConfig::default() };
     config.shutdown_grace = Duration::from_secs(5);
     config.shutdown_drain = Duration::ZERO;
     // Nothing listens on the discard port: deletions stop at the catalog step
     // unless a test points them at fakes.
-    config.deletion.catalog_url = "http://127.0.0.1:9".into();
-    config.deletion.executor_url = "http://127.0.0.1:9".into();
-    config.deletion.vault_url = "http://127.0.0.1:9".into();
+    config.catalog_url = "http://127.0.0.1:9".into();
+    config.executor_url = "http://127.0.0.1:9".into();
+    config.vault_url = "http://127.0.0.1:9".into();
     config.deletion.call_timeout = Duration::from_secs(5);
     config.nats.url = bizops_testkit::nats_url().into();
     config.nats.prefix = bizops_testkit::nats_prefix();
@@ -75,10 +75,10 @@ impl Identity {
         let mut config = base_config(&db, &signing_key, &gateway);
         let service_key = SigningKey::generate("identity").unwrap();
         let fakes = Fakes::start(service_key.public()).await;
-        config.service_auth.service_key = Some(service_key.to_secret_string());
-        config.deletion.catalog_url = fakes.url();
-        config.deletion.executor_url = fakes.url();
-        config.deletion.vault_url = fakes.url();
+        config.auth.service_key = Some(service_key.to_secret_string());
+        config.catalog_url = fakes.url();
+        config.executor_url = fakes.url();
+        config.vault_url = fakes.url();
         adjust(&mut config);
         let mut id = Self::launch(db, signing_key, gateway, logs, config).await;
         id.fakes = Some(fakes);

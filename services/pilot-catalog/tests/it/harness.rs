@@ -49,7 +49,7 @@ impl Catalog {
             [&gateway, &executor, &identity].iter().map(|s| s.public_key().to_config_string()).collect();
         config.nats.url = bizops_testkit::nats_url().into();
         config.nats.prefix = prefix.clone();
-        config.webhooks.encryption_keys = vec![format!("test1:{}", STANDARD.encode([42u8; 32])).into()];
+        config.keys.keyring = vec![format!("test1:{}", STANDARD.encode([42u8; 32])).into()];
         config.shutdown_drain = Duration::ZERO;
         config.shutdown_grace = Duration::from_secs(5);
         adjust(&mut config);

@@ -238,11 +238,11 @@ async fn a_different_key_under_a_known_id_refuses_to_start() {
     config.nats.url = bizops_testkit::nats_url().into();
     config.nats.prefix = cat.prefix.clone();
     // The harness started with `test1` = [42; 32]; same id, other bytes:
-    config.webhooks.encryption_keys = vec![format!("test1:{}", STANDARD.encode([7u8; 32])).into()];
+    config.keys.keyring = vec![format!("test1:{}", STANDARD.encode([7u8; 32])).into()];
     let err = pilot_catalog::App::build(config.clone()).await.err().expect("must refuse");
     assert!(err.to_string().contains("key test1 does not match"), "{err}");
     // A new id next to the right one is fine.
-    config.webhooks.encryption_keys = vec![
+    config.keys.keyring = vec![
         format!("test2:{}", STANDARD.encode([9u8; 32])).into(),
         format!("test1:{}", STANDARD.encode([42u8; 32])).into(),
     ];
