@@ -51,7 +51,11 @@ impl Resp {
         let outer = v.as_object().expect("an object");
         assert_eq!(outer.keys().collect::<Vec<_>>(), ["error"], "{}", self.body);
         let inner = v["error"].as_object().expect("error is an object");
-        assert_eq!(inner.len(), 2, "{}", self.body);
+        let keys: Vec<&str> = inner.keys().map(String::as_str).filter(|k| *k != "field").collect();
+        assert_eq!(keys.len(), 2, "code and message, and a field only when it is about one: {}", self.body);
+        if let Some(field) = inner.get("field") {
+            assert!(field.as_str().is_some_and(|f| !f.is_empty()), "{}", self.body);
+        }
         assert_eq!(v["error"]["code"], code, "{}", self.body);
         assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", self.body);
         self

@@ -422,9 +422,10 @@ async fn another_owner_gets_404_for_everything() {
     assert_eq!(suite.hook(&pilot, &secret, json!({"id": 2})).await.0, 202, "the secret was not rotated");
 }
 
-/// Malformed requests of every kind get `{"error": {"code", "message"}}` and
-/// nothing else: bodies, path and query parameters, methods, routes, sessions,
-/// sizes, and the backends' own validation messages.
+/// Malformed requests of every kind get `{"error": {"code", "message"}}` (and
+/// `field` when the error is about one) and nothing else: bodies, path and query
+/// parameters, methods, routes, sessions, sizes, and the backends' own validation
+/// messages.
 #[tokio::test]
 async fn every_error_has_the_one_json_shape() {
     let suite = Suite::start().await;
@@ -450,11 +451,19 @@ async fn every_error_has_the_one_json_shape() {
     let r = b.post_json("/api/v1/pilots", &json!({"spec": {"title": "", "steps": []}})).await;
     r.assert_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT");
     assert!(r.json()["error"]["message"].as_str().unwrap().starts_with("title:"), "{}", r.body);
+    assert_eq!(r.json()["error"]["field"], "title", "{}", r.body);
     let bad_cron = json!({"spec": {"title": "Cron", "steps": [{"key": "x", "kind": "transform", "config": {"template": "{}"}}],
         "schedules": [{"cron": "61 * * * *", "timezone": "UTC"}]}});
     let r = b.post_json("/api/v1/pilots", &bad_cron).await;
     r.assert_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT");
     assert!(r.json()["error"]["message"].as_str().unwrap().starts_with("schedules[0].cron:"), "{}", r.body);
+    assert_eq!(r.json()["error"]["field"], "schedules[0].cron", "{}", r.body);
+    let bad_step = json!({"spec": {"title": "Step", "steps": [
+        {"key": "a", "kind": "transform", "config": {"template": "{}"}},
+        {"key": "b", "kind": "slack", "config": {"text": "{{ steps.zzz.output }}"}}]}});
+    let r = b.post_json("/api/v1/pilots", &bad_step).await;
+    r.assert_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT");
+    assert_eq!(r.json()["error"]["field"], "steps[1].slack.text", "{}", r.body);
     // The vault's too.
     b.put_json(
         "/api/v1/connectors/slack",
@@ -473,6 +482,7 @@ async fn every_error_has_the_one_json_shape() {
     let r = b.get("/api/v1/pilots/not-a-uuid").await;
     r.assert_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT");
     assert_eq!(r.json()["error"]["message"], "pilot_id: must be a UUID");
+    assert_eq!(r.json()["error"]["field"], "pilot_id");
     let id = Uuid::now_v7();
     let r = b.get(&format!("/api/v1/pilots/{id}/versions/abc")).await;
     r.assert_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT");

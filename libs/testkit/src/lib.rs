@@ -14,9 +14,9 @@
 
 mod db;
 mod logs;
-mod quiesce;
 #[cfg(feature = "procs")]
 pub mod procs;
+mod quiesce;
 mod server;
 pub mod wait;
 
