@@ -117,6 +117,21 @@ impl Browser {
         }
     }
 
+    /// Waits (at most 30 s) until a run of `pilot` listed by the API has `status`;
+    /// that run (as the API lists it).
+    pub async fn wait_for_run(&mut self, pilot: &str, status: &str) -> Value {
+        let mut wait = bizops_testkit::wait::Polling::new(std::time::Duration::from_secs(30));
+        loop {
+            let list = self.get(&format!("/api/v1/pilots/{pilot}/runs")).await;
+            list.assert(StatusCode::OK);
+            if let Some(run) = list.json()["runs"].as_array().unwrap().iter().find(|r| r["status"] == status)
+            {
+                return run.clone();
+            }
+            wait.next(format!("a run of {pilot} that is {status}: {}", list.body)).await;
+        }
+    }
+
     /// The session token (the cookie's value).
     pub fn token(&self) -> Option<String> {
         self.cookie.as_ref().map(|c| c.1.clone())
@@ -258,28 +273,34 @@ pub async fn read_events(
     let mut events = Vec::new();
     let mut buffer = String::new();
     let mut stream = response.bytes_stream();
-    let deadline = tokio::time::sleep(std::time::Duration::from_secs(15));
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            () = &mut deadline => panic!("timed out reading events; got {events:?}"),
-            chunk = stream.next() => {
-                let Some(chunk) = chunk else { return events };
-                buffer.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-                while let Some(end) = buffer.find("\n\n") {
-                    let block: String = buffer.drain(..end + 2).collect();
-                    let mut name = String::from("message");
-                    let mut data = String::new();
-                    for line in block.lines() {
-                        if let Some(v) = line.strip_prefix("event:") { name = v.trim().to_owned(); }
-                        if let Some(v) = line.strip_prefix("data:") { data.push_str(v.trim_start()); }
+    let read = async {
+        while let Some(chunk) = stream.next().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        name = v.trim().to_owned();
                     }
-                    if data.is_empty() && name == "message" { continue; }
-                    let done = until(&name, &data);
-                    events.push((name, data));
-                    if done { return events; }
+                    if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() && name == "message" {
+                    continue;
+                }
+                let done = until(&name, &data);
+                events.push((name, data));
+                if done {
+                    return;
                 }
             }
         }
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(15), read).await.is_err() {
+        panic!("timed out reading events; got {events:?}");
     }
+    events
 }

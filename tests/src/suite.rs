@@ -3,7 +3,7 @@
 //! way a crash would), on one fresh database, one NATS prefix, and wiremock for
 //! the outside APIs (Slack, Resend, Anthropic).
 
-use std::{net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
+use std::{net::SocketAddr, pin::Pin, sync::Arc};
 
 use async_nats::jetstream;
 use bizops_bus::Subjects;
@@ -110,6 +110,8 @@ pub struct Suite {
     pub base: String,
     http: reqwest::Client,
     topology: Topology,
+    /// The running executor's counters (replaced when it restarts).
+    executor_progress: Arc<std::sync::Mutex<Option<executor::progress::Progress>>>,
     running: Vec<(Svc, InProcess)>,
 }
 
@@ -215,6 +217,7 @@ impl Suite {
             http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
             running: Vec::new(),
             topology,
+            executor_progress: Arc::default(),
         };
         // Each service is started after the ones it calls.
         let order: Vec<Svc> =
@@ -270,8 +273,11 @@ impl Suite {
             }
             Svc::Executor => {
                 let (config, clock) = (c.executor.clone(), Arc::new(self.clock.clone()));
+                let progress = self.executor_progress.clone();
                 isolated(move || async move {
                     let app = executor::App::build(config).await?.with_clock(clock);
+                    *progress.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some(app.progress());
                     Ok::<Built, anyhow::Error>((
                         app.grpc_addr()?,
                         Box::new(move |u: Until| Box::pin(app.run_until(u)) as RunFuture),
@@ -445,6 +451,55 @@ impl Suite {
             .runs
     }
 
+    /// Waits until the executor has taken in every trigger and pilot-deleted
+    /// event published so far and has nothing in hand (no batch being taken in, no
+    /// run queued or executing): whatever those could cause has happened by then.
+    pub async fn quiesce(&self) {
+        let progress = self.executor_progress();
+        self.quiesce_with(|| progress.idle()).await;
+    }
+
+    /// Waits until the executor has taken in every trigger and pilot-deleted
+    /// event published so far (stored or dropped them): runs still executing, of
+    /// any account, do not count.
+    pub async fn quiesce_intake(&self) {
+        let progress = self.executor_progress();
+        self.quiesce_with(|| progress.intake_in_flight().get() == 0).await;
+    }
+
+    async fn quiesce_with(&self, idle: impl Fn() -> bool) {
+        let consumers = executor::intake::durable_consumers(&self.configs.executor.intake, &self.subjects);
+        let consumers: Vec<(&str, &str)> = consumers.iter().map(|(s, c)| (s.as_str(), c.as_str())).collect();
+        bizops_testkit::quiesce_with(&self.js, &consumers, idle).await;
+    }
+
+    /// Waits until the executor has completed a whole retention sweep that began
+    /// after this call (e.g. one that read a clock just moved).
+    pub async fn full_sweep(&self) {
+        let sweeps = self.executor_progress().sweeps().clone();
+        tokio::time::timeout(bizops_testkit::PATIENCE, sweeps.full_pass()).await.expect("a whole sweep");
+    }
+
+    /// Waits until the executor's engine and intake have nothing in hand (for a
+    /// test whose streams are gone, so their consumers cannot be asked).
+    pub async fn quiesce_engine(&self) {
+        let progress = self.executor_progress();
+        bizops_testkit::until("the executor to be idle", bizops_testkit::PATIENCE, || {
+            let idle = progress.idle();
+            async move { idle }
+        })
+        .await;
+    }
+
+    /// The running executor's counters (runs in flight, background passes).
+    pub fn executor_progress(&self) -> executor::progress::Progress {
+        self.executor_progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .expect("the executor has run")
+    }
+
     /// Messages stored for `owner` in each stream (name, count).
     pub async fn owner_messages(&self, owner: Uuid) -> Vec<(String, u64)> {
         use futures_util::StreamExt as _;
@@ -477,19 +532,6 @@ where
     F: Future<Output = anyhow::Result<Built>>,
 {
     InProcess::start_isolated(build).unwrap_or_else(|e| panic!("service failed to start: {e:#}"))
-}
-
-/// Waits until `check` is true, polling every 50 ms, or panics with `what`.
-pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[cfg(test)]

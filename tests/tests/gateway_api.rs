@@ -10,9 +10,9 @@ use bizops_e2e::{
     browser::{Browser, Resp, read_events},
     suite::{PASSWORD, Suite, Svc},
 };
+use bizops_testkit::wait::Polling;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::time::Instant;
 use uuid::Uuid;
 
 /// Every route of issue 8's public API, as (method, path).
@@ -84,26 +84,6 @@ fn matches(template: &str, path: &str) -> bool {
     let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
     t.len() == p.len()
         && t.iter().zip(&p).all(|(t, p)| (t.starts_with('{') && t.ends_with('}') && !p.is_empty()) || t == p)
-}
-
-/// Polls the API until the Pilot has a run in `status`; that run.
-async fn wait_for_run(b: &mut Browser, pilot: &str, status: &str, except: &[&str]) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let list = b.get(&format!("/api/v1/pilots/{pilot}/runs")).await;
-        list.assert(StatusCode::OK);
-        let found = list.json()["runs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["status"] == status && !except.contains(&r["id"].as_str().unwrap()))
-            .cloned();
-        if let Some(run) = found {
-            return run;
-        }
-        assert!(Instant::now() < deadline, "no run of {pilot} reached {status}: {}", list.body);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Every route the OpenAPI document lists, each answered with success at least
@@ -222,7 +202,7 @@ async fn every_documented_route_works_against_the_real_services() {
         .await;
     r.assert(StatusCode::ACCEPTED);
     let trigger_id = r.json()["trigger_id"].as_str().unwrap().to_owned();
-    let run = wait_for_run(&mut b, &id, "awaiting_approval", &[]).await;
+    let run = b.wait_for_run(&id, "awaiting_approval").await;
     let run_id = run["id"].as_str().unwrap().to_owned();
     assert_eq!(run["trigger_id"], trigger_id.as_str());
     let one = b.get(&format!("/api/v1/runs/{run_id}")).await;
@@ -276,7 +256,7 @@ async fn every_documented_route_works_against_the_real_services() {
         r.assert(StatusCode::ACCEPTED);
         assert!(r.json()["trigger_id"].as_str().unwrap().parse::<Uuid>().is_ok());
     }
-    let manual = wait_for_run(&mut b, &id, "awaiting_approval", &[]).await;
+    let manual = b.wait_for_run(&id, "awaiting_approval").await;
     let manual_id = manual["id"].as_str().unwrap().to_owned();
     assert_eq!(manual["source"], "manual");
     let cancelled = b.post_empty(&format!("/api/v1/runs/{manual_id}/cancel")).await;
@@ -287,7 +267,7 @@ async fn every_documented_route_works_against_the_real_services() {
         .assert_error(StatusCode::CONFLICT, "FAILED_PRECONDITION");
     let replay = b.post_json(&format!("/api/v1/runs/{run_id}/replay"), &json!({})).await;
     replay.assert(StatusCode::ACCEPTED);
-    let replayed = wait_for_run(&mut b, &id, "awaiting_approval", &[]).await;
+    let replayed = b.wait_for_run(&id, "awaiting_approval").await;
     assert_eq!(replayed["replay_of_run_id"], run_id.as_str());
     let runs = b.get(&format!("/api/v1/pilots/{id}/runs")).await.json();
     assert_eq!(
@@ -356,7 +336,7 @@ async fn another_owner_gets_404_for_everything() {
     let pilot = created.json()["pilot"]["id"].as_str().unwrap().to_owned();
     let secret = created.json()["webhook_secret"].as_str().unwrap().to_owned();
     assert_eq!(suite.hook(&pilot, &secret, json!({"id": 1})).await.0, 202);
-    let run = wait_for_run(&mut a, &pilot, "awaiting_approval", &[]).await["id"].as_str().unwrap().to_owned();
+    let run = a.wait_for_run(&pilot, "awaiting_approval").await["id"].as_str().unwrap().to_owned();
     let approval = a.get("/api/v1/approvals").await.json()["approvals"][0]["id"].as_str().unwrap().to_owned();
 
     let mut b = suite.web_user("owner-b").await;
@@ -554,10 +534,9 @@ async fn a_stopped_backend_is_503_with_retry_after_and_no_detail() {
     assert!(!r.body.contains("127.0.0.1") && !r.body.contains(&port), "{}", r.body);
     b.get(&format!("/api/v1/pilots/{pilot}")).await.assert(StatusCode::OK);
     suite.launch(Svc::Executor);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut wait = Polling::new(Duration::from_secs(10));
     while b.get(&format!("/api/v1/pilots/{pilot}/runs")).await.status != StatusCode::OK {
-        assert!(Instant::now() < deadline, "the executor came back");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        wait.next("the executor to come back").await;
     }
 }
 

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use bizops_e2e::{
     browser::{Browser, Resp},
-    suite::{Suite, Svc, eventually},
+    suite::{Suite, Svc},
 };
 use bizops_proto::events::v1::{self as events, RunStatus};
+use bizops_testkit::until;
 use prost::Message as _;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -79,8 +80,8 @@ fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// Waits until the Pilot has `n` finished runs, then a moment more to see that
-/// no further run appears; the runs.
+/// Waits until the Pilot has `n` finished runs and the executor has taken in
+/// everything sent so far (so any further run would exist by now); the runs.
 async fn settled_runs(
     suite: &Suite,
     token: &str,
@@ -90,11 +91,11 @@ async fn settled_runs(
     let finished = |runs: &[bizops_proto::executor::v1::Run]| {
         runs.iter().filter(|r| r.status == RunStatus::Succeeded as i32).count()
     };
-    eventually(&format!("{n} runs of {pilot}"), Duration::from_secs(20), || async {
+    until(format!("{n} runs of {pilot}"), Duration::from_secs(20), || async {
         finished(&suite.runs(token, pilot).await) >= n
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    suite.quiesce().await;
     let runs = suite.runs(token, pilot).await;
     assert_eq!(runs.len(), n, "exactly {n} runs: {runs:?}");
     runs
@@ -213,7 +214,9 @@ async fn without_a_jetstream_ack_the_answer_is_503_and_nothing_is_accepted() {
     r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE");
     assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
     assert!(!r.body.contains(&suite.prefix), "no internal detail: {}", r.body);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Nothing was stored, so the executor can take nothing in: the consumer of the
+    // deleted stream is gone with it; wait for the engine to be idle.
+    suite.quiesce_engine().await;
     assert!(suite.runs(&b.token().unwrap(), &p.id).await.is_empty());
 }
 

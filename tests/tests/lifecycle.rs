@@ -12,7 +12,7 @@ use std::{
 
 use bizops_e2e::{
     rows::{nonzero, owner_rows},
-    suite::{PASSWORD, Suite, Svc, User, bearer, eventually},
+    suite::{PASSWORD, Suite, Svc, User, bearer},
 };
 use bizops_proto::{
     catalog::v1::{self as cpb, step::Kind},
@@ -21,6 +21,7 @@ use bizops_proto::{
     identity::v1 as ipb,
     vault::v1 as vpb,
 };
+use bizops_testkit::{eventually, until};
 use tokio::time::Instant;
 use wiremock::{
     Mock, ResponseTemplate,
@@ -75,22 +76,18 @@ async fn runs(suite: &Suite, user: &User, pilot: &str) -> Vec<xpb::Run> {
 }
 
 async fn wait_for_run(suite: &Suite, user: &User, pilot: &str, status: RunStatus) -> xpb::Run {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let all = runs(suite, user, pilot).await;
-        if let Some(run) = all.iter().find(|r| r.status == status as i32) {
-            return suite
-                .executor()
-                .get_run(bearer(&user.token, xpb::GetRunRequest { run_id: run.id.clone() }))
-                .await
-                .unwrap()
-                .into_inner()
-                .run
-                .unwrap();
-        }
-        assert!(Instant::now() < deadline, "no run of {pilot} reached {status:?}: {all:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let run = eventually(format!("a run of {pilot} that is {status:?}"), Duration::from_secs(30), || async {
+        runs(suite, user, pilot).await.into_iter().find(|r| r.status == status as i32)
+    })
+    .await;
+    suite
+        .executor()
+        .get_run(bearer(&user.token, xpb::GetRunRequest { run_id: run.id }))
+        .await
+        .unwrap()
+        .into_inner()
+        .run
+        .unwrap()
 }
 
 /// What an account has at the start of the deletion test.
@@ -197,7 +194,7 @@ async fn deleting_an_account_removes_everything_everywhere_while_webhooks_keep_c
     let pool = suite.superuser().await;
     // (A run taken in is leased to the executor at once; one waiting for a free
     // slot has no step started yet.)
-    eventually("queued jobs for the victim", Duration::from_secs(20), || async {
+    until("queued jobs for the victim", Duration::from_secs(20), || async {
         let queued: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM executor.jobs j JOIN executor.runs r ON r.job_id = j.id
              WHERE j.owner_id = $1 AND j.finished_at IS NULL AND r.status IN (1, 2)
@@ -231,7 +228,10 @@ async fn deleting_an_account_removes_everything_everywhere_while_webhooks_keep_c
         tokio::spawn(async move {
             let http = reqwest::Client::new();
             let mut i = 0u64;
+            // A steady stream, one webhook every 20 ms.
+            let mut pace = tokio::time::interval(Duration::from_millis(20));
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                pace.tick().await;
                 let (pilot, secret) = &targets[(i % 2) as usize];
                 let started = Instant::now();
                 let status = http
@@ -245,11 +245,13 @@ async fn deleting_an_account_removes_everything_everywhere_while_webhooks_keep_c
                     .unwrap_or(0);
                 sent.lock().unwrap().push((started, status));
                 i += 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until("webhooks accepted before the deletion", Duration::from_secs(20), || async {
+        sent.lock().unwrap().iter().filter(|(_, s)| *s == 202).count() >= 3
+    })
+    .await;
 
     suite
         .identity()
@@ -257,7 +259,10 @@ async fn deleting_an_account_removes_everything_everywhere_while_webhooks_keep_c
         .await
         .expect("the deletion finishes synchronously");
     let finished = Instant::now();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    until("webhooks sent after the deletion", Duration::from_secs(20), || async {
+        sent.lock().unwrap().iter().filter(|(at, _)| *at > finished).count() >= 10
+    })
+    .await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     sender.await.unwrap();
 
@@ -272,14 +277,16 @@ async fn deleting_an_account_removes_everything_everywhere_while_webhooks_keep_c
 
     // No message for the victim left in any stream (in-flight triggers accepted
     // just before the deletion are dropped by the executor's intake).
-    eventually("the victim's messages are gone from every stream", Duration::from_secs(15), || async {
+    until("the victim's messages are gone from every stream", Duration::from_secs(15), || async {
         suite.owner_messages(victim.owner).await.iter().all(|(_, n)| *n == 0)
     })
     .await;
-    // Zero rows anywhere, and still zero a moment later (nothing created late).
+    // Zero rows anywhere, and still zero once the executor has taken in every
+    // trigger it was sent (nothing created late; the bystander's slow runs may
+    // still be executing).
     let rows = owner_rows(&suite.db, victim.owner).await;
     assert!(nonzero(&rows).is_empty(), "rows left after the deletion: {:?}", nonzero(&rows));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    suite.quiesce_intake().await;
     let rows = owner_rows(&suite.db, victim.owner).await;
     assert!(nonzero(&rows).is_empty(), "rows created after the deletion: {:?}", nonzero(&rows));
     assert!(suite.owner_messages(victim.owner).await.iter().all(|(_, n)| *n == 0));
@@ -473,7 +480,7 @@ async fn retention_run_cap_job_sweep_and_stream_max_age() {
     for i in 0..6 {
         assert_eq!(suite.hook(&pilot.id, &pilot.secret, serde_json::json!({"i": i})).await.0, 202);
         let want = i + 1;
-        eventually("the run is recorded", Duration::from_secs(20), || async {
+        until("the run is recorded", Duration::from_secs(20), || async {
             let finished: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM executor.jobs WHERE owner_id = $1 AND finished_at IS NOT NULL",
             )
@@ -502,10 +509,10 @@ async fn retention_run_cap_job_sweep_and_stream_max_age() {
     };
     assert_eq!(jobs().await, 6);
     suite.clock.set_offset(time::Duration::days(7) - time::Duration::minutes(1));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    suite.full_sweep().await;
     assert_eq!(jobs().await, 6, "nothing goes before 7 days");
     suite.clock.set_offset(time::Duration::days(7) + time::Duration::minutes(1));
-    eventually("finished jobs older than 7 days are swept", Duration::from_secs(10), || async {
+    until("finished jobs older than 7 days are swept", Duration::from_secs(10), || async {
         jobs().await == 0
     })
     .await;
@@ -538,12 +545,12 @@ async fn stream_max_age_drops_queued_triggers_nobody_consumed() {
     assert_eq!(suite.hook(&pilot.id, &pilot.secret, serde_json::json!({})).await.0, 202);
     let queued = suite.owner_messages(user.owner).await;
     assert_eq!(queued[0].1, 1, "the trigger waits in {}", queued[0].0);
-    eventually("NATS drops the trigger after the max age", Duration::from_secs(10), || async {
+    until("NATS drops the trigger after the max age", Duration::from_secs(10), || async {
         suite.owner_messages(user.owner).await.iter().all(|(_, n)| *n == 0)
     })
     .await;
     // The executor comes back to nothing: no run from the expired trigger.
     suite.launch(Svc::Executor);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    suite.quiesce().await;
     assert!(runs(&suite, &user, &pilot.id).await.is_empty());
 }

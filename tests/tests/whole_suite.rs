@@ -9,11 +9,10 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use bizops_e2e::{
-    browser::{Browser, COOKIE, Resp},
+    browser::{COOKIE, Resp},
     procs::{Options, Procs, sign_webhook},
     rows::{nonzero, owner_rows},
     suite::PASSWORD,
@@ -28,7 +27,6 @@ use opentelemetry_proto::tonic::{
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::time::Instant;
 use uuid::Uuid;
 use wiremock::{
     Mock, ResponseTemplate,
@@ -82,20 +80,6 @@ async fn signed_hook(procs: &Procs, pilot: &str, secret: &str, body: &Value) -> 
         .await
 }
 
-/// Polls the public API until the Pilot has a run in `status`.
-async fn wait_for_run(b: &mut Browser, pilot: &str, status: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let list = b.get(&format!("/api/v1/pilots/{pilot}/runs")).await;
-        list.assert(StatusCode::OK);
-        if let Some(run) = list.json()["runs"].as_array().unwrap().iter().find(|r| r["status"] == status) {
-            return run.clone();
-        }
-        assert!(Instant::now() < deadline, "no run of {pilot} reached {status}: {}", list.body);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The value of a Prometheus sample line `name{labels} value` whose labels
 /// contain every one of `labels` (summed over matching lines).
 fn sample(metrics: &str, name: &str, labels: &[&str]) -> f64 {
@@ -141,7 +125,7 @@ async fn a_whole_account_life_through_the_public_api_against_the_real_binaries()
     let accepted = signed_hook(&procs, &pilot, &secret, &ticket).await;
     accepted.assert(StatusCode::ACCEPTED);
     let trigger_id = accepted.json()["trigger_id"].as_str().unwrap().to_owned();
-    let paused = wait_for_run(&mut b, &pilot, "awaiting_approval").await;
+    let paused = b.wait_for_run(&pilot, "awaiting_approval").await;
     assert_eq!(paused["trigger_id"], trigger_id.as_str());
     let run_id = paused["id"].as_str().unwrap().to_owned();
     assert!(
@@ -157,7 +141,7 @@ async fn a_whole_account_life_through_the_public_api_against_the_real_binaries()
     b.post_json(&format!("/api/v1/approvals/{approval_id}/decision"), &json!({"decision": "approve"}))
         .await
         .assert(StatusCode::OK);
-    wait_for_run(&mut b, &pilot, "succeeded").await;
+    b.wait_for_run(&pilot, "succeeded").await;
     let posted = procs.slack.received_requests().await.unwrap();
     assert_eq!(posted.len(), 1, "one message");
     assert!(
@@ -360,7 +344,7 @@ async fn one_trace_spans_gateway_catalog_nats_executor_and_vault_for_a_webhook_r
     let pilot = created.json()["pilot"]["id"].as_str().unwrap().to_owned();
     let secret = created.json()["webhook_secret"].as_str().unwrap().to_owned();
     signed_hook(&procs, &pilot, &secret, &json!({"text": "down"})).await.assert(StatusCode::ACCEPTED);
-    wait_for_run(&mut b, &pilot, "succeeded").await;
+    b.wait_for_run(&pilot, "succeeded").await;
     // A graceful stop flushes every service's batch of spans.
     procs.stop_all().await;
 

@@ -30,18 +30,59 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + within;
-    let mut pause = Duration::from_millis(5);
+    let mut polling = Polling::new(within);
     loop {
         if let Some(value) = check().await {
             return Some(value);
         }
-        let now = Instant::now();
-        if now >= deadline {
+        if !polling.again().await {
             return None;
         }
-        tokio::time::sleep(pause.min(deadline - now)).await;
-        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// A deadline-bounded poll written as a loop, for checks that need a `&mut`
+/// borrow across the await (which a closure passed to [`eventually`] cannot
+/// hold):
+///
+/// ```no_run
+/// # async fn demo(mut check: impl FnMut() -> bool) {
+/// let mut wait = bizops_testkit::wait::Polling::new(bizops_testkit::PATIENCE);
+/// while !check() {
+///     wait.next("the fact").await;
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Polling {
+    within: Duration,
+    deadline: Instant,
+    pause: Duration,
+}
+
+impl Polling {
+    /// A poll that gives up `within` from now.
+    pub fn new(within: Duration) -> Self {
+        Self { within, deadline: Instant::now() + within, pause: Duration::from_millis(5) }
+    }
+
+    /// Pauses before the next look (5 ms at first, backing off to 100 ms); panics
+    /// naming `what` once the deadline has passed.
+    pub async fn next(&mut self, what: impl Display) {
+        let within = self.within;
+        assert!(self.again().await, "timed out after {within:?} waiting for {what}");
+    }
+
+    /// Pauses before the next look; `false` (at once) once the deadline has
+    /// passed, for a caller that reports a missed deadline itself.
+    pub async fn again(&mut self) -> bool {
+        let now = Instant::now();
+        if now >= self.deadline {
+            return false;
+        }
+        tokio::time::sleep(self.pause.min(self.deadline - now)).await;
+        self.pause = (self.pause * 2).min(Duration::from_millis(100));
+        true
     }
 }
 
@@ -79,6 +120,15 @@ mod tests {
         })
         .await;
         assert_eq!(seen, 3);
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "timed out after 30ms waiting for the loop's fact")]
+    async fn a_polling_loop_gives_up_at_its_deadline() {
+        let mut wait = Polling::new(Duration::from_millis(30));
+        loop {
+            wait.next("the loop's fact").await;
+        }
     }
 
     #[tokio::test]

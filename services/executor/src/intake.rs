@@ -390,6 +390,19 @@ pub async fn pilot_deleted(
     }
 }
 
+/// The durable consumer of pilot-deleted events (shared by every replica).
+pub const PILOT_DELETED_CONSUMER: &str = "executor-pilot-deleted";
+
+/// The durable consumers the executor reads, as (stream, consumer): triggers and
+/// pilot-deleted events. With nothing pending or awaiting an ack on them and its
+/// [`crate::progress::Progress::idle`], the executor has done all it was given.
+pub fn durable_consumers(config: &IntakeConfig, subjects: &Subjects) -> [(String, String); 2] {
+    [
+        (subjects.triggers_stream(), config.consumer.clone()),
+        (subjects.events_stream(), PILOT_DELETED_CONSUMER.to_owned()),
+    ]
+}
+
 async fn consume_deletions(
     js: &jetstream::Context,
     subjects: &Subjects,
@@ -398,9 +411,9 @@ async fn consume_deletions(
     let stream = js.get_stream(subjects.events_stream()).await?;
     let consumer = stream
         .get_or_create_consumer(
-            "executor-pilot-deleted",
+            PILOT_DELETED_CONSUMER,
             pull::Config {
-                durable_name: Some("executor-pilot-deleted".into()),
+                durable_name: Some(PILOT_DELETED_CONSUMER.into()),
                 filter_subject: format!("{}.events.*.pilot_deleted", subjects.prefix()),
                 ack_policy: AckPolicy::Explicit,
                 ..Default::default()

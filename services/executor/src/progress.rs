@@ -21,6 +21,15 @@ impl Counter {
         self.0.subscribe()
     }
 
+    /// Returns once a whole pass that started after this call has completed (the
+    /// count moved on by two: the pass under way when called may have begun before).
+    pub async fn full_pass(&self) {
+        let from = self.get();
+        let mut seen = self.watch();
+        // The sender lives as long as `self`: `wait_for` cannot see it closed.
+        let _ = seen.wait_for(|n| *n >= from + 2).await;
+    }
+
     /// One more (a pass completed).
     pub(crate) fn bump(&self) {
         self.0.send_modify(|n| *n += 1);

@@ -12,7 +12,7 @@ use bizops_proto::{
     executor::v1::{self as pb, executor_service_client::ExecutorServiceClient},
     timestamp::to_proto,
 };
-use bizops_testkit::{InProcess, LogCapture, PATIENCE, TestDb, any_port, capture_logs, eventually, until};
+use bizops_testkit::{InProcess, LogCapture, PATIENCE, TestDb, any_port, capture_logs, eventually};
 use executor::{
     App, ExecutorConfig, MIGRATOR,
     progress::{Counter, Progress},
@@ -225,9 +225,9 @@ impl Env {
     /// being taken in, no run queued or executing. Whatever those could have
     /// caused has happened by then.
     pub async fn quiesce(&self, execs: &[&Exec]) {
-        let (triggers, events) = (self.subjects.triggers_stream(), self.subjects.events_stream());
-        let consumer = ExecutorConfig::default().intake.consumer;
-        let consumers = [(triggers.as_str(), consumer.as_str()), (events.as_str(), "executor-pilot-deleted")];
+        let consumers =
+            executor::intake::durable_consumers(&ExecutorConfig::default().intake, &self.subjects);
+        let consumers: Vec<(&str, &str)> = consumers.iter().map(|(s, c)| (s.as_str(), c.as_str())).collect();
         bizops_testkit::quiesce_with(&self.js, &consumers, || execs.iter().all(|e| e.progress.idle())).await;
     }
 
@@ -282,12 +282,9 @@ pub fn step_of<'a>(run: &'a pb::Run, key: &str) -> &'a pb::StepRun {
 /// moved, or a reaper pass after a run ended.
 pub async fn full_pass(what: &str, passes: &Counter) {
     let from = passes.get();
-    until(
-        format!("a whole {what} pass after pass {from}"),
-        PATIENCE,
-        || async move { passes.get() >= from + 2 },
-    )
-    .await;
+    tokio::time::timeout(PATIENCE, passes.full_pass())
+        .await
+        .unwrap_or_else(|_| panic!("no whole {what} pass after pass {from} within {PATIENCE:?}"));
 }
 
 /// What a wait expects, and (shown only if it times out) the last thing it saw.
