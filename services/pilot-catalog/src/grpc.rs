@@ -3,7 +3,6 @@
 
 use std::{sync::Arc, time::Duration};
 
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use bizops_authn::{OwnerId, require_service, require_user};
 use bizops_bus::{EventKind, Subjects};
 use bizops_errors::{Error, ErrorCode};
@@ -12,6 +11,7 @@ use bizops_proto::{
     events::v1 as events,
     timestamp::{from_proto, to_proto},
 };
+use bizops_runtime::paging::Page;
 use prost::Message as _;
 use secrecy::ExposeSecret as _;
 use time::OffsetDateTime;
@@ -72,27 +72,6 @@ fn summary_pb(v: &VersionRow) -> pb::PilotVersionSummary {
 /// A Pilot id from a request field; a malformed one is simply not found.
 fn pilot_id(text: &str) -> Result<Uuid, Error> {
     text.trim().parse().map_err(|_| Error::not_found("pilot"))
-}
-
-fn page_size(requested: u32) -> i64 {
-    match requested {
-        0 => 20,
-        n => i64::from(n.min(100)),
-    }
-}
-
-fn decode_token(token: &str, prefix: &str) -> Result<Option<String>, Error> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let bad = || Error::invalid("page_token", "is not a token from a previous response");
-    let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
-    let text = String::from_utf8(raw).map_err(|_| bad())?;
-    text.strip_prefix(prefix).map(|s| Some(s.to_owned())).ok_or_else(bad)
-}
-
-fn encode_token(prefix: &str, value: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{prefix}{value}"))
 }
 
 fn reply<T>(result: Result<T, Error>) -> Result<Response<T>, Status> {
@@ -274,18 +253,9 @@ impl<S: PilotStore> CatalogService for Catalog<S> {
             async {
                 let user = require_user(&request)?;
                 let req = request.get_ref();
-                let before = decode_token(&req.page_token, "p:")?
-                    .map(|s| s.parse::<Uuid>())
-                    .transpose()
-                    .map_err(|_| Error::invalid("page_token", "is not a token from a previous response"))?;
-                let size = page_size(req.page_size);
-                let mut rows = self.store.list(user.owner_id, before, size + 1).await?;
-                let next = if rows.len() as i64 > size {
-                    rows.truncate(size as usize);
-                    rows.last().map(|r| encode_token("p:", &r.id.to_string())).unwrap_or_default()
-                } else {
-                    String::new()
-                };
+                let page = Page::<Uuid>::parse("p:", req.page_size, &req.page_token)?;
+                let rows = self.store.list(user.owner_id, page.after(), page.limit()).await?;
+                let (rows, next) = page.finish(rows, |r| r.id);
                 Ok(pb::ListPilotsResponse {
                     pilots: rows.iter().map(pilot_pb).collect(),
                     next_page_token: next,
@@ -374,18 +344,9 @@ impl<S: PilotStore> CatalogService for Catalog<S> {
                 let user = require_user(&request)?;
                 let req = request.get_ref();
                 let id = pilot_id(&req.pilot_id)?;
-                let before = decode_token(&req.page_token, "v:")?
-                    .map(|s| s.parse::<i64>())
-                    .transpose()
-                    .map_err(|_| Error::invalid("page_token", "is not a token from a previous response"))?;
-                let size = page_size(req.page_size);
-                let mut rows = self.store.list_versions(user.owner_id, id, before, size + 1).await?;
-                let next = if rows.len() as i64 > size {
-                    rows.truncate(size as usize);
-                    rows.last().map(|r| encode_token("v:", &r.version.to_string())).unwrap_or_default()
-                } else {
-                    String::new()
-                };
+                let page = Page::<i64>::parse("v:", req.page_size, &req.page_token)?;
+                let rows = self.store.list_versions(user.owner_id, id, page.after(), page.limit()).await?;
+                let (rows, next) = page.finish(rows, |r| r.version);
                 Ok(pb::ListVersionsResponse {
                     versions: rows.iter().map(summary_pb).collect(),
                     next_page_token: next,
