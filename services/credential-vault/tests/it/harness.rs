@@ -8,10 +8,11 @@ use base64::{Engine as _, engine::general_purpose::STANDARD};
 use bizops_authn::{OwnerId, ServiceSigner, SessionSigner, SigningKey};
 use bizops_proto::vault::v1::{self as pb, vault_service_client::VaultServiceClient};
 use bizops_testkit::{InProcess, LogCapture, TestDb, Until, any_port, capture_logs};
+pub use bizops_testkit::{assert_status, authed};
 use credential_vault::{App, MIGRATOR, VaultConfig};
 use secrecy::SecretString;
 use time::OffsetDateTime;
-use tonic::{Code, Request, Status, transport::Channel};
+use tonic::{Request, Status, transport::Channel};
 use uuid::Uuid;
 
 /// A Slack webhook URL on the (allowed) real host; never contacted.
@@ -364,29 +365,9 @@ pub fn resolve_request(owner: OwnerId, names: &[&str]) -> pb::ResolveForRunReque
     }
 }
 
-/// A request carrying `authorization: Bearer <token>`.
-pub fn authed<T>(token: &str, message: T) -> Request<T> {
-    let mut req = Request::new(message);
-    req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    req
-}
-
 /// A request carrying a service token of `signer` addressed to the vault.
 pub fn as_service<T>(signer: &ServiceSigner, message: T) -> Request<T> {
     authed(&signer.token_for("vault").unwrap(), message)
-}
-
-/// The stable error code of a status.
-pub fn code_of(status: &Status) -> String {
-    status.metadata().get("x-bizops-error-code").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
-}
-
-#[track_caller]
-pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, error_code: &str) -> Status {
-    let status = result.expect_err("expected an error");
-    assert_eq!(status.code(), code, "{status:?}");
-    assert_eq!(code_of(&status), error_code, "{status:?}");
-    status
 }
 
 /// Asserts that no secret value appears in a status (message or metadata).

@@ -7,18 +7,22 @@ use async_nats::jetstream;
 use bizops_authn::{OwnerId, ServiceSigner, SessionSigner, SessionVerifier, SigningKey};
 use bizops_bus::Subjects;
 use bizops_proto::{
-    catalog::v1::{self as cpb, step::Kind},
+    catalog::v1 as cpb,
     events::v1 as ev,
     executor::v1::{self as pb, executor_service_client::ExecutorServiceClient},
     timestamp::to_proto,
 };
 use bizops_testkit::{InProcess, LogCapture, PATIENCE, TestDb, any_port, capture_logs, eventually, until};
+pub use bizops_testkit::{
+    authed,
+    steps::{http, step, transform},
+};
 use executor::{
     App, ExecutorConfig, MIGRATOR,
     progress::{Counter, Progress},
 };
 use time::OffsetDateTime;
-use tonic::{Request, transport::Channel};
+use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::fakes::{self, CatalogData, VaultData};
@@ -236,26 +240,8 @@ impl Env {
     }
 }
 
-pub fn authed<T>(token: &str, message: T) -> Request<T> {
-    let mut req = Request::new(message);
-    req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    req
-}
-
 pub fn owner() -> OwnerId {
     OwnerId(Uuid::now_v7())
-}
-
-pub fn step(key: &str, kind: Kind) -> cpb::Step {
-    cpb::Step { key: key.into(), kind: Some(kind), ..Default::default() }
-}
-
-pub fn transform(t: &str) -> Kind {
-    Kind::Transform(cpb::TransformStep { template: t.into() })
-}
-
-pub fn http(method: cpb::HttpMethod, url: &str) -> Kind {
-    Kind::Http(cpb::HttpStep { method: method as i32, url: url.into(), ..Default::default() })
 }
 
 pub const TERMINAL: &[ev::RunStatus] = &[

@@ -5,11 +5,12 @@ use std::{net::SocketAddr, time::Duration};
 use bizops_authn::{ServiceSigner, SigningKey};
 use bizops_proto::identity::v1::{self as pb, identity_service_client::IdentityServiceClient};
 use bizops_testkit::{InProcess, LogCapture, TestDb, any_port, capture_logs};
+pub use bizops_testkit::{assert_status, authed, code_of};
 use identity::{
     App, IdentityConfig, MIGRATOR,
     config::{LoginLimitsConfig, ScryptConfig},
 };
-use tonic::{Code, Request, Status, transport::Channel};
+use tonic::{Request, Status, transport::Channel};
 
 pub use crate::fakes::Fakes;
 
@@ -164,26 +165,6 @@ impl Identity {
     pub async fn superuser(&self) -> sqlx::PgPool {
         self.db.superuser_pool().await.unwrap()
     }
-}
-
-/// A request carrying `authorization: Bearer <token>`.
-pub fn authed<T>(token: &str, message: T) -> Request<T> {
-    let mut req = Request::new(message);
-    req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    req
-}
-
-/// The stable error code of a status.
-pub fn code_of(status: &Status) -> String {
-    status.metadata().get("x-bizops-error-code").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
-}
-
-#[track_caller]
-pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, error_code: &str) -> Status {
-    let status = result.expect_err("expected an error");
-    assert_eq!(status.code(), code, "{status:?}");
-    assert_eq!(code_of(&status), error_code, "{status:?}");
-    status
 }
 
 pub fn unique_email(tag: &str) -> String {

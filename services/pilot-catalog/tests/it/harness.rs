@@ -5,10 +5,11 @@ use std::time::Duration;
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use bizops_authn::{OwnerId, ServiceSigner, SessionSigner, SigningKey};
 use bizops_proto::catalog::v1::{self as pb, catalog_service_client::CatalogServiceClient, step::Kind};
-use bizops_testkit::{InProcess, LogCapture, TestDb, any_port, capture_logs};
+use bizops_testkit::{InProcess, LogCapture, TestDb, any_port, capture_logs, steps::step};
+pub use bizops_testkit::{assert_status, authed};
 use pilot_catalog::{App, CatalogConfig, MIGRATOR};
 use time::OffsetDateTime;
-use tonic::{Code, Request, Status, transport::Channel};
+use tonic::{Request, transport::Channel};
 use uuid::Uuid;
 
 pub struct Catalog {
@@ -89,30 +90,12 @@ pub fn owner() -> OwnerId {
     OwnerId(Uuid::now_v7())
 }
 
-pub fn authed<T>(token: &str, message: T) -> Request<T> {
-    let mut req = Request::new(message);
-    req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    req
-}
-
 pub fn as_service<T>(signer: &ServiceSigner, message: T) -> Request<T> {
     authed(&signer.token_for("catalog").unwrap(), message)
 }
 
-pub fn code_of(status: &Status) -> String {
-    status.metadata().get("x-bizops-error-code").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
-}
-
-#[track_caller]
-pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, error_code: &str) -> Status {
-    let status = result.expect_err("expected an error");
-    assert_eq!((status.code(), code_of(&status).as_str()), (code, error_code), "{status:?}");
-    status
-}
-
 /// A Pilot with one step of every kind and a schedule.
 pub fn sample_spec() -> pb::PilotSpec {
-    let step = |key: &str, kind: Kind| pb::Step { key: key.into(), kind: Some(kind), ..Default::default() };
     pb::PilotSpec {
         title: "Triage support email".into(),
         description: "Classify, summarise, ask before posting.".into(),
