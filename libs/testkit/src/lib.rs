@@ -26,7 +26,7 @@ pub use grpc::{assert_status, authed, code_of};
 pub use logs::{LogCapture, capture_logs};
 pub use quiesce::{consumers_quiet, quiesce, quiesce_with};
 pub use server::{InProcess, Until};
-pub use wait::{PATIENCE, eventually, until};
+pub use wait::{PATIENCE, Seen, eventually, until};
 
 /// An address on loopback with an OS-assigned port, for `App::build` in tests.
 pub fn any_port() -> SocketAddr {

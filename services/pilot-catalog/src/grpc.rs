@@ -11,10 +11,9 @@ use bizops_proto::{
     events::v1 as events,
     timestamp::{from_proto, to_proto},
 };
-use bizops_runtime::paging::Page;
+use bizops_runtime::{clock::Clock, paging::Page};
 use prost::Message as _;
 use secrecy::ExposeSecret as _;
-use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -45,6 +44,8 @@ pub struct Catalog<S> {
     pub(crate) tolerance: Duration,
     pub(crate) subjects: Subjects,
     pub(crate) outbox_wake: Arc<Notify>,
+    /// Where "now" comes from: webhook timestamps, the rotation grace period.
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 fn pilot_pb(row: &PilotRow) -> pb::Pilot {
@@ -125,7 +126,7 @@ impl<S: PilotStore> Catalog<S> {
             }
         };
         let Some(entry) = entry else { return Err(reject("unknown_pilot")) };
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let headers: Vec<(String, String)> = req.headers.into_iter().map(|h| (h.name, h.value)).collect();
         let tolerance = i64::try_from(self.tolerance.as_secs()).unwrap_or(300);
         webhook::verify(&entry.valid_keys(now), &headers, &req.body, now.unix_timestamp(), tolerance)
@@ -143,7 +144,7 @@ impl<S: PilotStore> Catalog<S> {
     }
 
     async fn load_webhook(&self, id: Uuid) -> Result<Option<Arc<Entry>>, Error> {
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let Some(record) = self.system.webhook(id, now).await.map_err(Error::internal)? else {
             return Ok(None);
         };
@@ -299,7 +300,7 @@ impl<S: PilotStore> CatalogService for Catalog<S> {
                 let event = events::PilotDeleted {
                     owner_id: user.owner_id.to_string(),
                     pilot_id: id.to_string(),
-                    deleted_at: Some(to_proto(OffsetDateTime::now_utc())),
+                    deleted_at: Some(to_proto(self.clock.now())),
                 };
                 let event = OutboxEvent {
                     subject: self.subjects.event(user.owner_id.as_uuid(), EventKind::PilotDeleted),
@@ -390,7 +391,9 @@ impl<S: PilotStore> CatalogService for Catalog<S> {
             async {
                 let user = require_user(&request)?;
                 let row = self.store.get(user.owner_id, pilot_id(&request.get_ref().pilot_id)?).await?;
-                let exported_at = OffsetDateTime::now_utc()
+                let exported_at = self
+                    .clock
+                    .now()
                     .format(&time::format_description::well_known::Rfc3339)
                     .map_err(Error::internal)?;
                 let doc = export::to_document(&row.spec, Some(exported_at))?;
@@ -429,7 +432,7 @@ impl<S: PilotStore> CatalogService for Catalog<S> {
                 let user = require_user(&request)?;
                 let id = pilot_id(&request.get_ref().pilot_id)?;
                 let (sealed, secret) = self.new_secret(id)?;
-                let until = OffsetDateTime::now_utc() + self.rotation_grace;
+                let until = self.clock.now() + self.rotation_grace;
                 self.store.rotate_secret(user.owner_id, id, &sealed, until).await?;
                 self.cache.invalidate(id);
                 tracing::info!(owner_id = %user.owner_id, pilot_id = %id, "webhook secret rotated");

@@ -2,12 +2,13 @@
 //! test keys: a session key for users and service keys for the executor, identity,
 //! an operator ("ops") and the gateway (trusted, but allowed nothing here).
 
-use std::{future::Future, net::SocketAddr, pin::Pin, time::Duration};
+use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use bizops_authn::{OwnerId, ServiceSigner, SessionSigner, SigningKey};
 use bizops_proto::vault::v1::{self as pb, vault_service_client::VaultServiceClient};
-use bizops_testkit::{InProcess, LogCapture, TestDb, Until, any_port, capture_logs};
+use bizops_runtime::clock::{Clock, SystemClock};
+use bizops_testkit::{InProcess, LogCapture, Seen, TestDb, Until, any_port, capture_logs, eventually};
 pub use bizops_testkit::{assert_status, authed};
 use credential_vault::{App, MIGRATOR, VaultConfig};
 use secrecy::SecretString;
@@ -151,19 +152,28 @@ impl Vault {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut VaultConfig)) -> Self {
+        Self::start_with_clock(Arc::new(SystemClock), adjust).await
+    }
+
+    /// Like [`Vault::start_with`], reading "now" from `clock`.
+    pub async fn start_with_clock(clock: Arc<dyn Clock>, adjust: impl FnOnce(&mut VaultConfig)) -> Self {
         capture_logs();
         bizops_telemetry::install_crypto_provider();
         let db = TestDb::create(&MIGRATOR).await.expect("test database");
         let keys = Keys::generate();
         let mut config = base_config(&db, &keys);
         adjust(&mut config);
-        Self::launch(db, keys, config).await
+        Self::launch_with_clock(db, keys, config, clock).await
     }
 
     pub async fn launch(db: TestDb, keys: Keys, config: VaultConfig) -> Self {
+        Self::launch_with_clock(db, keys, config, Arc::new(SystemClock)).await
+    }
+
+    async fn launch_with_clock(db: TestDb, keys: Keys, config: VaultConfig, clock: Arc<dyn Clock>) -> Self {
         let logs = capture_logs();
         bizops_telemetry::install_crypto_provider();
-        let app = App::build(config.clone()).await.expect("vault builds");
+        let app = App::build(config.clone()).await.expect("vault builds").with_clock(clock);
         let addr = app.grpc_addr().unwrap();
         let metrics_addr = app.metrics_addr().unwrap();
         let server = InProcess::start(addr, |until| app.run_until(until));
@@ -320,15 +330,13 @@ impl Api {
         job_id: &str,
         done: impl Fn(&pb::KeyRotation) -> bool,
     ) -> pb::KeyRotation {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
+        let (seen, done) = (&Seen::new(format!("rotation job {job_id} to get there")), &done);
+        eventually(seen, Duration::from_secs(30), || async move {
             let job = self.rotation(job_id).await;
-            if done(&job) {
-                return job;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "rotation did not get there: {job:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            seen.saw(&job);
+            Some(job).filter(done)
+        })
+        .await
     }
 
     pub async fn set_min_version(&self, version: u32) -> Result<pb::SetMinDecryptionVersionResponse, Status> {

@@ -1,10 +1,11 @@
 //! Starts pilot-catalog in-process on port 0 against a fresh database.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use bizops_authn::{OwnerId, ServiceSigner, SessionSigner, SigningKey};
 use bizops_proto::catalog::v1::{self as pb, catalog_service_client::CatalogServiceClient, step::Kind};
+use bizops_runtime::clock::{Clock, SystemClock};
 use bizops_testkit::{InProcess, LogCapture, TestDb, any_port, capture_logs, steps::step};
 pub use bizops_testkit::{assert_status, authed};
 use pilot_catalog::{App, CatalogConfig, MIGRATOR};
@@ -31,6 +32,11 @@ impl Catalog {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut CatalogConfig)) -> Self {
+        Self::start_with_clock(Arc::new(SystemClock), adjust).await
+    }
+
+    /// Like [`Catalog::start_with`], reading "now" from `clock`.
+    pub async fn start_with_clock(clock: Arc<dyn Clock>, adjust: impl FnOnce(&mut CatalogConfig)) -> Self {
         let logs = capture_logs();
         bizops_telemetry::install_crypto_provider();
         let db = TestDb::create(&MIGRATOR).await.expect("test database");
@@ -54,7 +60,7 @@ impl Catalog {
         config.shutdown_drain = Duration::ZERO;
         config.shutdown_grace = Duration::from_secs(5);
         adjust(&mut config);
-        let app = App::build(config).await.expect("catalog builds");
+        let app = App::build(config).await.expect("catalog builds").with_clock(clock);
         let addr = app.grpc_addr().unwrap();
         let server = InProcess::start(addr, |until| app.run_until(until));
         let client = CatalogServiceClient::connect(server.url()).await.expect("connect");
