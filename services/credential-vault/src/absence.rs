@@ -31,6 +31,15 @@ pub struct Absence {
     clock: Arc<dyn Clock>,
 }
 
+impl std::fmt::Debug for Absence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Absence")
+            .field("map", &self.map)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for Absence {
     fn default() -> Self {
         Self::new(Arc::new(SystemClock))
