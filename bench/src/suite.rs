@@ -12,8 +12,9 @@ use bizops_proto::{
     identity::v1::{self as ipb, identity_service_client::IdentityServiceClient},
 };
 use bizops_testkit::{
-    TestDb,
+    TestDb, authed,
     procs::{Cluster, ClusterSpec, Env, Output, Process, generate_keys, var},
+    steps::{step, transform},
 };
 use bizops_topology::Topology;
 use tonic::transport::Channel;
@@ -170,8 +171,7 @@ impl Suite {
         let mut catalog = CatalogServiceClient::new(self.channel("pilot-catalog").await?);
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
-            let mut req = tonic::Request::new(cpb::CreatePilotRequest { spec: Some(spec(i)), enabled: true });
-            req.metadata_mut().insert("authorization", format!("Bearer {}", account.token).parse()?);
+            let req = authed(&account.token, cpb::CreatePilotRequest { spec: Some(spec(i)), enabled: true });
             let created = catalog.create_pilot(req).await.context("CreatePilot")?.into_inner();
             let id = created.pilot.context("CreatePilot answered no Pilot")?.id;
             let secret = created.webhook_secret;
@@ -190,22 +190,13 @@ impl Suite {
     }
 }
 
-fn step(key: &str, kind: Kind) -> cpb::Step {
-    cpb::Step { key: key.into(), kind: Some(kind), ..Default::default() }
-}
-
 /// The bench workflow: shape the payload, check it, classify it locally.
 fn spec(i: usize) -> cpb::PilotSpec {
     cpb::PilotSpec {
         title: format!("bench {i}"),
         description: "transform, condition, ai (local fallback)".into(),
         steps: vec![
-            step(
-                "shape",
-                Kind::Transform(cpb::TransformStep {
-                    template: r#"{"text": {{ trigger.text | tojson }}, "n": {{ trigger.n }}}"#.into(),
-                }),
-            ),
+            step("shape", transform(r#"{"text": {{ trigger.text | tojson }}, "n": {{ trigger.n }}}"#)),
             step(
                 "check",
                 Kind::Condition(cpb::ConditionStep {

@@ -441,7 +441,7 @@ impl Suite {
     /// The runs of `pilot` as the executor lists them for the session `token`.
     pub async fn runs(&self, token: &str, pilot: &str) -> Vec<xpb::Run> {
         self.executor()
-            .list_runs(bearer(
+            .list_runs(bizops_testkit::authed(
                 token,
                 xpb::ListRunsRequest { pilot_id: pilot.into(), page_size: 100, page_token: String::new() },
             ))
@@ -515,13 +515,6 @@ impl Suite {
         }
         out
     }
-}
-
-/// Adds a bearer token to a gRPC request.
-pub fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(message);
-    req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    req
 }
 
 type Built = (SocketAddr, Box<dyn FnOnce(Until) -> RunFuture + Send>);

@@ -10,13 +10,11 @@ use bizops_proto::{
     catalog::v1::{self as cpb, catalog_service_client::CatalogServiceClient},
     identity::v1::{self as ipb, identity_service_client::IdentityServiceClient},
 };
+use bizops_testkit::{
+    authed,
+    steps::{step, transform},
+};
 use secrecy::ExposeSecret as _;
-
-fn bearer<T>(token: &str, msg: T) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(msg);
-    req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    req
-}
 
 #[tokio::test]
 async fn a_session_from_identity_works_at_the_catalog() {
@@ -67,17 +65,11 @@ async fn a_session_from_identity_works_at_the_catalog() {
     let mut pilots = CatalogServiceClient::connect(catalog.url()).await.unwrap();
     let spec = cpb::PilotSpec {
         title: "Hello".into(),
-        steps: vec![cpb::Step {
-            key: "echo".into(),
-            kind: Some(cpb::step::Kind::Transform(cpb::TransformStep {
-                template: "{{ trigger | tojson }}".into(),
-            })),
-            ..Default::default()
-        }],
+        steps: vec![step("echo", transform("{{ trigger | tojson }}"))],
         ..Default::default()
     };
     let created = pilots
-        .create_pilot(bearer(&token, cpb::CreatePilotRequest { spec: Some(spec), enabled: true }))
+        .create_pilot(authed(&token, cpb::CreatePilotRequest { spec: Some(spec), enabled: true }))
         .await
         .expect("the catalog accepts identity's session token via JWKS")
         .into_inner();
@@ -85,7 +77,7 @@ async fn a_session_from_identity_works_at_the_catalog() {
 
     // The gateway verifies a webhook for it with its service token.
     let verified = pilots
-        .verify_webhook(bearer(
+        .verify_webhook(authed(
             &gateway.token_for("catalog").unwrap(),
             cpb::VerifyWebhookRequest {
                 pilot_id: pilot.id.clone(),
@@ -109,7 +101,7 @@ async fn a_session_from_identity_works_at_the_catalog() {
     let forged = foreign
         .sign(bizops_authn::OwnerId(uuid::Uuid::now_v7()), uuid::Uuid::now_v7(), now.0, now.1)
         .unwrap();
-    let s = pilots.list_pilots(bearer(&forged, cpb::ListPilotsRequest::default())).await.unwrap_err();
+    let s = pilots.list_pilots(authed(&forged, cpb::ListPilotsRequest::default())).await.unwrap_err();
     assert_eq!(s.code(), tonic::Code::Unauthenticated);
 
     let (status, logs) = catalog.stop().await;

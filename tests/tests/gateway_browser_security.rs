@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use bizops_e2e::{
     browser::{Browser, COOKIE, read_events},
-    suite::{ORIGIN, PASSWORD, Suite, bearer},
+    suite::{ORIGIN, PASSWORD, Suite},
 };
 use bizops_proto::identity::v1 as ipb;
-use bizops_testkit::wait::Polling;
+use bizops_testkit::{authed, wait::Polling};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -116,7 +116,7 @@ async fn logout_revokes_a_copied_cookie_at_once() {
     assert!(r.set_cookies().iter().any(|c| c.contains("Max-Age=0")), "the dead cookie is removed");
     // The backends agree: the token is dead everywhere.
     let token = stolen.unwrap().1;
-    let status = suite.identity().get_account(bearer(&token, ipb::GetAccountRequest {})).await.unwrap_err();
+    let status = suite.identity().get_account(authed(&token, ipb::GetAccountRequest {})).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated);
     // Pages send it to sign-in.
     thief.cookie = Some((COOKIE.into(), token));
@@ -137,7 +137,7 @@ async fn a_password_change_ends_other_sessions_within_the_cache_bound() {
     let changed = "a long and rather unusual passphrase 1";
     suite
         .identity()
-        .change_password(bearer(
+        .change_password(authed(
             &token,
             ipb::ChangePasswordRequest { current_password: PASSWORD.into(), new_password: changed.into() },
         ))
@@ -464,7 +464,7 @@ async fn the_live_view_ends_with_the_session() {
     assert_eq!(open.status(), StatusCode::OK);
     // Signed out elsewhere: straight at identity, so only the re-check notices.
     let token = b.token().unwrap();
-    suite.identity().logout(bearer(&token, ipb::LogoutRequest {})).await.unwrap();
+    suite.identity().logout(authed(&token, ipb::LogoutRequest {})).await.unwrap();
     let got = read_events(open, |name, _| name == "end").await;
     assert_eq!(got.first().map(|(n, _)| n.as_str()), Some("snapshot"));
     assert_eq!(got.last().unwrap().1, "signed out", "{got:?}");

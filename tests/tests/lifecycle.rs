@@ -12,7 +12,7 @@ use std::{
 
 use bizops_e2e::{
     rows::{nonzero, owner_rows},
-    suite::{PASSWORD, Suite, Svc, User, bearer},
+    suite::{PASSWORD, Suite, Svc, User},
 };
 use bizops_proto::{
     catalog::v1::{self as cpb, step::Kind},
@@ -21,20 +21,16 @@ use bizops_proto::{
     identity::v1 as ipb,
     vault::v1 as vpb,
 };
-use bizops_testkit::{eventually, until};
+use bizops_testkit::{
+    authed, eventually,
+    steps::{slack, step, transform},
+    until,
+};
 use tokio::time::Instant;
 use wiremock::{
     Mock, ResponseTemplate,
     matchers::{method, path},
 };
-
-fn step(key: &str, kind: Kind) -> cpb::Step {
-    cpb::Step { key: key.into(), kind: Some(kind), ..Default::default() }
-}
-
-fn slack(text: &str) -> Kind {
-    Kind::Slack(cpb::SlackStep { connector: String::new(), text: text.into() })
-}
 
 struct Pilot {
     id: String,
@@ -44,7 +40,7 @@ struct Pilot {
 async fn create_pilot(suite: &Suite, user: &User, spec: cpb::PilotSpec) -> Pilot {
     let created = suite
         .catalog()
-        .create_pilot(bearer(&user.token, cpb::CreatePilotRequest { spec: Some(spec), enabled: true }))
+        .create_pilot(authed(&user.token, cpb::CreatePilotRequest { spec: Some(spec), enabled: true }))
         .await
         .expect("create pilot")
         .into_inner();
@@ -54,7 +50,7 @@ async fn create_pilot(suite: &Suite, user: &User, spec: cpb::PilotSpec) -> Pilot
 async fn connect(suite: &Suite, user: &User, name: &str, kind: vpb::ConnectorKind, value: &str) {
     suite
         .vault()
-        .put_credential(bearer(
+        .put_credential(authed(
             &user.token,
             vpb::PutCredentialRequest { name: name.into(), kind: kind as i32, value: value.into() },
         ))
@@ -65,7 +61,7 @@ async fn connect(suite: &Suite, user: &User, name: &str, kind: vpb::ConnectorKin
 async fn runs(suite: &Suite, user: &User, pilot: &str) -> Vec<xpb::Run> {
     suite
         .executor()
-        .list_runs(bearer(
+        .list_runs(authed(
             &user.token,
             xpb::ListRunsRequest { pilot_id: pilot.into(), page_size: 100, page_token: String::new() },
         ))
@@ -82,7 +78,7 @@ async fn wait_for_run(suite: &Suite, user: &User, pilot: &str, status: RunStatus
     .await;
     suite
         .executor()
-        .get_run(bearer(&user.token, xpb::GetRunRequest { run_id: run.id }))
+        .get_run(authed(&user.token, xpb::GetRunRequest { run_id: run.id }))
         .await
         .unwrap()
         .into_inner()
@@ -143,7 +139,7 @@ async fn populate(suite: &Suite, user: &User) -> Populated {
         user,
         cpb::PilotSpec {
             title: "Daily digest".into(),
-            steps: vec![step("digest", Kind::Transform(cpb::TransformStep { template: "{}".into() }))],
+            steps: vec![step("digest", transform("{}"))],
             schedules: vec![cpb::Schedule {
                 cron: "0 9 * * *".into(),
                 timezone: "Europe/Berlin".into(),
@@ -255,7 +251,7 @@ async fn deleting_an_account_removes_everything_everywhere_while_webhooks_keep_c
 
     suite
         .identity()
-        .delete_account(bearer(&victim.token, ipb::DeleteAccountRequest { password: PASSWORD.into() }))
+        .delete_account(authed(&victim.token, ipb::DeleteAccountRequest { password: PASSWORD.into() }))
         .await
         .expect("the deletion finishes synchronously");
     let finished = Instant::now();
@@ -311,7 +307,7 @@ async fn deleting_an_account_removes_everything_everywhere_while_webhooks_keep_c
     }
     let pending = suite
         .executor()
-        .list_approvals(bearer(
+        .list_approvals(authed(
             &bystander.token,
             xpb::ListApprovalsRequest { page_size: 20, page_token: String::new() },
         ))
@@ -340,10 +336,7 @@ async fn a_deletion_killed_after_the_catalog_step_completes_on_retry() {
         &user,
         cpb::PilotSpec {
             title: "Echo".into(),
-            steps: vec![step(
-                "echo",
-                Kind::Transform(cpb::TransformStep { template: "{{ trigger | tojson }}".into() }),
-            )],
+            steps: vec![step("echo", transform("{{ trigger | tojson }}"))],
             ..Default::default()
         },
     )
@@ -356,7 +349,7 @@ async fn a_deletion_killed_after_the_catalog_step_completes_on_retry() {
     suite.stop(Svc::Executor).await;
     let paused = suite
         .identity()
-        .delete_account(bearer(&user.token, ipb::DeleteAccountRequest { password: PASSWORD.into() }))
+        .delete_account(authed(&user.token, ipb::DeleteAccountRequest { password: PASSWORD.into() }))
         .await
         .unwrap_err();
     assert_eq!(paused.code(), tonic::Code::Unavailable, "{paused:?}");
@@ -384,7 +377,7 @@ async fn a_deletion_killed_after_the_catalog_step_completes_on_retry() {
     );
     suite
         .identity()
-        .delete_account(bearer(&user.token, ipb::DeleteAccountRequest { password: PASSWORD.into() }))
+        .delete_account(authed(&user.token, ipb::DeleteAccountRequest { password: PASSWORD.into() }))
         .await
         .expect("the retry completes the deletion");
     let rows = owner_rows(&suite.db, user.owner).await;
@@ -420,7 +413,7 @@ async fn disconnecting_a_credential_deletes_it_at_once_and_runs_needing_it_fail_
 
     suite
         .vault()
-        .delete_credential(bearer(&user.token, vpb::DeleteCredentialRequest { name: "slack".into() }))
+        .delete_credential(authed(&user.token, vpb::DeleteCredentialRequest { name: "slack".into() }))
         .await
         .unwrap();
     // Gone at once: no wait, read as the vault's system role.
@@ -470,7 +463,7 @@ async fn retention_run_cap_job_sweep_and_stream_max_age() {
         &user,
         cpb::PilotSpec {
             title: "Count".into(),
-            steps: vec![step("x", Kind::Transform(cpb::TransformStep { template: "{}".into() }))],
+            steps: vec![step("x", transform("{}"))],
             ..Default::default()
         },
     )
@@ -536,7 +529,7 @@ async fn stream_max_age_drops_queued_triggers_nobody_consumed() {
         &user,
         cpb::PilotSpec {
             title: "Never runs".into(),
-            steps: vec![step("x", Kind::Transform(cpb::TransformStep { template: "{}".into() }))],
+            steps: vec![step("x", transform("{}"))],
             ..Default::default()
         },
     )

@@ -8,12 +8,14 @@
 //! - on shutdown: reports NOT_SERVING, stops accepting, lets in-flight RPCs finish
 //!   within a grace period, and tells background tasks to stop;
 //! - [`db`]: Postgres pools per role; [`cli`]: the `serve` / `migrate` /
-//!   `healthcheck` / `keygen` command line every service binary shares.
+//!   `healthcheck` / `keygen` command line every service binary shares;
+//!   [`clock`]: where "now" comes from; [`paging`]: keyset pagination of List RPCs.
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod clock;
 pub mod db;
+pub mod paging;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 

@@ -1,7 +1,9 @@
 //! Integration-test helpers: a fresh Postgres database per test (migrated, with the
 //! service roles of ARCHITECTURE.md), a unique NATS prefix per test, the local
-//! addresses to bind in-process servers on port 0, captured log output, and waits
-//! for facts (a deadline-bounded poll; JetStream consumers quiesced).
+//! addresses to bind in-process servers on port 0, captured log output, waits
+//! for facts (a deadline-bounded poll; JetStream consumers quiesced), and the
+//! helpers of gRPC calls ([`authed`], [`code_of`], [`assert_status`]) and catalog
+//! steps ([`steps`]).
 //!
 //! Tests run against the real local Postgres and NATS that `scripts/dev-services`
 //! starts. Overrides: `BIZOPS_TEST_ADMIN_DATABASE_URL` (a superuser connection,
@@ -13,20 +15,23 @@
 #![forbid(unsafe_code)]
 
 mod db;
+mod grpc;
 mod logs;
 #[cfg(feature = "procs")]
 pub mod procs;
 mod quiesce;
 mod server;
+pub mod steps;
 pub mod wait;
 
 use std::net::SocketAddr;
 
 pub use db::{TestDb, admin_url};
+pub use grpc::{assert_status, authed, code_of};
 pub use logs::{LogCapture, capture_logs};
 pub use quiesce::{consumers_quiet, quiesce, quiesce_with};
 pub use server::{InProcess, Until};
-pub use wait::{PATIENCE, eventually, until};
+pub use wait::{PATIENCE, Seen, eventually, until};
 
 /// An address on loopback with an OS-assigned port, for `App::build` in tests.
 pub fn any_port() -> SocketAddr {

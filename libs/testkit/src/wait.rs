@@ -3,7 +3,12 @@
 //! to pass; "nothing happened" is checked after the work that would have made it
 //! happen is known to be finished (see `quiesce` helpers), not after a sleep.
 
-use std::{fmt::Display, future::Future, time::Duration};
+use std::{
+    fmt::{self, Debug, Display},
+    future::Future,
+    sync::{Mutex, PoisonError},
+    time::Duration,
+};
 
 use tokio::time::Instant;
 
@@ -99,6 +104,33 @@ where
     .await;
 }
 
+/// What a wait expects and, shown only if it times out, the last thing it saw:
+/// pass `&seen` as the `what` of [`eventually`] and call [`Seen::saw`] in the check.
+#[derive(Debug)]
+pub struct Seen {
+    what: String,
+    last: Mutex<String>,
+}
+
+impl Seen {
+    /// Expects `what`; nothing seen yet.
+    pub fn new(what: impl Into<String>) -> Self {
+        Self { what: what.into(), last: Mutex::new("nothing yet".into()) }
+    }
+
+    /// Remembers the last thing seen.
+    pub fn saw(&self, last: impl Debug) {
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = format!("{last:?}");
+    }
+}
+
+impl Display for Seen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        write!(f, "{}; last seen: {last}", self.what)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{
@@ -129,6 +161,17 @@ mod tests {
         loop {
             wait.next("the loop's fact").await;
         }
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "waiting for the answer 42; last seen: 41")]
+    async fn a_timeout_names_the_last_thing_seen() {
+        let seen = Seen::new("the answer 42");
+        eventually(&seen, Duration::from_millis(50), || async {
+            seen.saw(41);
+            None::<()>
+        })
+        .await;
     }
 
     #[tokio::test]

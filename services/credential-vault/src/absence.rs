@@ -5,42 +5,67 @@
 //! gone at once as before. A credential stored through this replica is seen at
 //! once too (the owner's entries are dropped, and a lookup that started before
 //! the store cannot put its stale answer back: see [`Absence::remember`]); one
-//! stored through another replica is seen within [`Absence::TTL`].
+//! stored through another replica is seen within [`Absence::TTL`] (by the vault's
+//! clock, which a test can move).
 
 use std::{
     collections::HashMap,
     sync::{
-        Mutex,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
+use bizops_runtime::clock::{Clock, SystemClock};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// Entries kept at most; beyond it the map starts over.
 const MAX_ENTRIES: usize = 50_000;
 
 /// The remembered absences of this replica.
-#[derive(Debug, Default)]
 pub struct Absence {
-    map: Mutex<HashMap<(Uuid, Vec<String>), Instant>>,
+    map: Mutex<HashMap<(Uuid, Vec<String>), OffsetDateTime>>,
     generation: AtomicU64,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Absence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Absence")
+            .field("map", &self.map)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Absence {
+    fn default() -> Self {
+        Self::new(Arc::new(SystemClock))
+    }
 }
 
 impl Absence {
     /// How long an absence is believed.
     pub const TTL: Duration = Duration::from_secs(2);
 
+    /// No absences yet; their age is read from `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self { map: Mutex::default(), generation: AtomicU64::default(), clock }
+    }
+
     /// The generation to pass to [`Absence::remember`]; read it before the lookup.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
 
-    /// Whether `owner` was seen, less than [`Absence::TTL`] ago, to have none of `names`.
+    /// Whether `owner` was seen, less than [`Absence::TTL`] ago, to have none of `names`
+    /// (not when the clock went back since: an absence is never believed longer).
     pub fn is_absent(&self, owner: Uuid, names: &[String]) -> bool {
         let Ok(map) = self.map.lock() else { return false };
-        map.get(&(owner, names.to_vec())).is_some_and(|at| at.elapsed() < Self::TTL)
+        let now = self.clock.now();
+        map.get(&(owner, names.to_vec())).is_some_and(|&at| at <= now && now - at < Self::TTL)
     }
 
     /// Remembers that a lookup that started at `generation` found none of `names`
@@ -53,7 +78,7 @@ impl Absence {
         if map.len() >= MAX_ENTRIES {
             map.clear();
         }
-        map.insert((owner, names), Instant::now());
+        map.insert((owner, names), self.clock.now());
     }
 
     /// A credential of `owner` was stored: forget its absences.
@@ -67,6 +92,8 @@ impl Absence {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use bizops_runtime::clock::ShiftedClock;
+
     use super::*;
 
     fn names(n: &[&str]) -> Vec<String> {
@@ -84,6 +111,22 @@ mod tests {
         assert!(!a.is_absent(bob, &names(&["anthropic"])));
         a.stored(ann);
         assert!(!a.is_absent(ann, &names(&["anthropic"])));
+    }
+
+    #[test]
+    fn an_absence_is_believed_for_its_ttl_only() {
+        let clock = ShiftedClock::default();
+        let a = Absence::new(Arc::new(clock.clone()));
+        let ann = Uuid::now_v7();
+        a.remember(ann, names(&["anthropic"]), a.generation());
+        clock.set_offset(time::Duration::try_from(Absence::TTL).unwrap() - time::Duration::seconds(1));
+        assert!(a.is_absent(ann, &names(&["anthropic"])), "within the TTL");
+        clock.set_offset(time::Duration::try_from(Absence::TTL).unwrap());
+        assert!(!a.is_absent(ann, &names(&["anthropic"])), "past the TTL");
+        // Remembered "later" than now (the clock went back): not believed.
+        a.remember(ann, names(&["anthropic"]), a.generation());
+        clock.set_offset(time::Duration::ZERO);
+        assert!(!a.is_absent(ann, &names(&["anthropic"])), "the clock went back");
     }
 
     #[test]

@@ -6,10 +6,14 @@ use anyhow::Context as _;
 use bizops_authn::{AuthLayer, Authenticator};
 use bizops_config::DbRole;
 use bizops_proto::vault::v1::vault_service_server::VaultServiceServer;
-use bizops_runtime::{GrpcServer, Shutdown};
+use bizops_runtime::{
+    GrpcServer, Shutdown,
+    clock::{Clock, SystemClock},
+};
 use tonic::service::Routes;
 
 use crate::{
+    absence::Absence,
     config::{GRPC_SERVICE, SERVICE_NAME, VaultConfig},
     connectors::Checker,
     crypto::KeyRing,
@@ -70,8 +74,18 @@ impl App {
             limits: config.limits.clone(),
             key_admins: config.key_admins.clone(),
             absence: Arc::default(),
+            clock: Arc::new(SystemClock),
         };
         Ok(Self { server, vault, auth, rotator })
+    }
+
+    /// Uses `clock` instead of the system clock wherever the RPCs read "now",
+    /// e.g. for the age of a remembered absence ([`crate::absence`]).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.vault.absence = Arc::new(Absence::new(clock.clone()));
+        self.vault.clock = clock;
+        self
     }
 
     /// The bound gRPC address.

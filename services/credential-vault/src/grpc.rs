@@ -18,8 +18,8 @@ use bizops_proto::{
     timestamp::to_proto,
     vault::v1::{self as pb, vault_service_server::VaultService},
 };
+use bizops_runtime::clock::Clock;
 use secrecy::{ExposeSecret as _, SecretString};
-use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 use zeroize::{Zeroize as _, Zeroizing};
@@ -75,6 +75,8 @@ pub struct Vault<S> {
     pub(crate) key_admins: Vec<String>,
     /// Remembered absence of credentials (see [`crate::absence`]).
     pub(crate) absence: Arc<crate::absence::Absence>,
+    /// Where "now" comes from (the same clock as `absence`'s).
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 fn info_pb(m: &CredentialMeta) -> pb::CredentialInfo {
@@ -177,7 +179,7 @@ impl<S: CredentialStore> Vault<S> {
                 name.as_str(),
                 connector.name(),
                 self.limits.max_credentials_per_owner,
-                OffsetDateTime::now_utc(),
+                self.clock.now(),
                 |id| {
                     keys.seal(
                         &Binding { owner, credential_id: id, kind: connector.name(), name: name.as_str() },
@@ -301,7 +303,7 @@ impl<S: CredentialStore> Vault<S> {
         let found: HashSet<&str> = rows.iter().map(|r| r.name.as_str()).collect();
         let missing: Vec<String> = names.iter().filter(|n| !found.contains(n.as_str())).cloned().collect();
         let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-        self.store.mark_used(owner, &ids, OffsetDateTime::now_utc()).await?;
+        self.store.mark_used(owner, &ids, self.clock.now()).await?;
         // The residual: the protobuf message needs a plain `String`, and tonic drops
         // the message (and its encode buffer) after sending without wiping either.
         // Each value's decryption buffer is moved into the message, not copied, so

@@ -1,7 +1,6 @@
 //! The gRPC edge of the executor.
 
 use async_nats::jetstream;
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use bizops_authn::{OwnerId, require_service, require_user};
 use bizops_bus::Subjects;
 use bizops_errors::{Error, ErrorCode};
@@ -11,6 +10,7 @@ use bizops_proto::{
     executor::v1::{self as pb, executor_service_server::ExecutorService},
     timestamp::to_proto,
 };
+use bizops_runtime::paging::Page;
 use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -95,30 +95,6 @@ fn approval_pb(a: &ApprovalRow) -> pb::Approval {
         decided_by: a.decided_by.map(|u| u.to_string()).unwrap_or_default(),
         comment: a.comment.clone().unwrap_or_default(),
     }
-}
-
-fn page_size(requested: u32) -> i64 {
-    match requested {
-        0 => 20,
-        n => i64::from(n.min(100)),
-    }
-}
-
-/// Page tokens: `(created_at, id)` of the last row, base64url.
-fn encode_cursor(at: OffsetDateTime, id: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}:{id}", at.unix_timestamp_nanos()))
-}
-
-fn decode_cursor(token: &str) -> Result<Option<(OffsetDateTime, Uuid)>, Error> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let bad = || Error::invalid("page_token", "is not a token from a previous response");
-    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?).map_err(|_| bad())?;
-    let (nanos, id) = text.split_once(':').ok_or_else(bad)?;
-    let at =
-        OffsetDateTime::from_unix_timestamp_nanos(nanos.parse().map_err(|_| bad())?).map_err(|_| bad())?;
-    Ok(Some((at, id.parse().map_err(|_| bad())?)))
 }
 
 fn reply<T>(result: Result<T, Error>) -> Result<Response<T>, Status> {
@@ -239,15 +215,9 @@ impl<S: RunStore> ExecutorService for Executor<S> {
                 let user = require_user(&request)?;
                 let req = request.get_ref();
                 let pilot = id(&req.pilot_id, "pilot")?;
-                let size = page_size(req.page_size);
-                let mut rows =
-                    self.store.list(user.owner_id, pilot, decode_cursor(&req.page_token)?, size + 1).await?;
-                let next = if rows.len() as i64 > size {
-                    rows.truncate(size as usize);
-                    rows.last().map(|r| encode_cursor(r.created_at, r.id)).unwrap_or_default()
-                } else {
-                    String::new()
-                };
+                let page = Page::parse("", req.page_size, &req.page_token)?;
+                let rows = self.store.list(user.owner_id, pilot, page.after(), page.limit()).await?;
+                let (rows, next) = page.finish(rows, |r| (r.created_at, r.id));
                 Ok(pb::ListRunsResponse {
                     runs: rows.iter().map(|r| run_pb(r, &[])).collect(),
                     next_page_token: next,
@@ -331,15 +301,9 @@ impl<S: RunStore> ExecutorService for Executor<S> {
             async {
                 let user = require_user(&request)?;
                 let req = request.get_ref();
-                let size = page_size(req.page_size);
-                let mut rows =
-                    self.store.pending(user.owner_id, decode_cursor(&req.page_token)?, size + 1).await?;
-                let next = if rows.len() as i64 > size {
-                    rows.truncate(size as usize);
-                    rows.last().map(|a| encode_cursor(a.created_at, a.id)).unwrap_or_default()
-                } else {
-                    String::new()
-                };
+                let page = Page::parse("", req.page_size, &req.page_token)?;
+                let rows = self.store.pending(user.owner_id, page.after(), page.limit()).await?;
+                let (rows, next) = page.finish(rows, |a| (a.created_at, a.id));
                 Ok(pb::ListApprovalsResponse {
                     approvals: rows.iter().map(approval_pb).collect(),
                     next_page_token: next,

@@ -5,8 +5,10 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use bizops_authn::{AuthLayer, Authenticator, PublicKey, ServiceSigner, ServiceVerifier, SigningKey};
 use bizops_config::DbRole;
 use bizops_proto::identity::v1::identity_service_server::IdentityServiceServer;
-use bizops_runtime::{GrpcServer, Shutdown, Stopped};
-use time::OffsetDateTime;
+use bizops_runtime::{
+    GrpcServer, Shutdown, Stopped,
+    clock::{Clock, SystemClock},
+};
 use tonic::service::Routes;
 
 use crate::{
@@ -100,6 +102,7 @@ impl App {
             register_limiter: Arc::new(register_limiter(config.login_limits.register_per_source_per_hour)),
             deleter: deleter.clone(),
             notifier,
+            clock: Arc::new(SystemClock),
         };
         for name in &config.auth.trust_forwarded_source_from {
             if !callers.iter().any(|c| c.kid() == name) {
@@ -122,6 +125,14 @@ impl App {
         })
     }
 
+    /// Uses `clock` instead of the system clock wherever identity reads "now":
+    /// session times, idle and expiry checks, login throttling, the session sweep.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.identity.clock = clock;
+        self
+    }
+
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> anyhow::Result<SocketAddr> {
         self.server.grpc_addr()
@@ -141,8 +152,13 @@ impl App {
     /// and gives in-flight RPCs the configured grace period.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let stop = Shutdown::new();
-        let sweeper =
-            tokio::spawn(sweep(self.throttle.clone(), self.system.clone(), self.idle, stop.stopped()));
+        let sweeper = tokio::spawn(sweep(
+            self.throttle.clone(),
+            self.system.clone(),
+            self.identity.clock.clone(),
+            self.idle,
+            stop.stopped(),
+        ));
         let deletions =
             tokio::spawn(resume_deletions(self.deleter.clone(), self.deletion_retry, stop.stopped()));
         let service = IdentityServiceServer::new(self.identity).max_decoding_message_size(MAX_REQUEST_BYTES);
@@ -170,7 +186,13 @@ async fn resume_deletions(deleter: Deleter, every: Duration, stopped: Stopped) {
 
 /// Once a minute: deletes login-failure rows that left the throttle window, and
 /// sessions past their expiry or idle timeout.
-async fn sweep(throttle: Throttle, system: SystemStore, idle: Duration, stopped: Stopped) {
+async fn sweep(
+    throttle: Throttle,
+    system: SystemStore,
+    clock: Arc<dyn Clock>,
+    idle: Duration,
+    stopped: Stopped,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     let stopped = stopped.wait();
     tokio::pin!(stopped);
@@ -178,7 +200,7 @@ async fn sweep(throttle: Throttle, system: SystemStore, idle: Duration, stopped:
         tokio::select! {
             () = &mut stopped => return,
             _ = tick.tick() => {
-                let now = OffsetDateTime::now_utc();
+                let now = clock.now();
                 match throttle.sweep(now).await {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(deleted = n, "swept old login failures"),

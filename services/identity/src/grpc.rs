@@ -9,8 +9,8 @@ use bizops_proto::{
     identity::v1::{self as pb, identity_service_server::IdentityService},
     timestamp::to_proto,
 };
+use bizops_runtime::clock::Clock;
 use secrecy::SecretString;
-use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -44,6 +44,8 @@ pub struct Identity<S> {
     pub(crate) register_limiter: Arc<RegisterLimiter>,
     pub(crate) deleter: Deleter,
     pub(crate) notifier: Notifier,
+    /// Where "now" comes from: session times, idle and expiry checks, throttling.
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 /// Registrations per source address (each costs a full scrypt hash).
@@ -77,7 +79,7 @@ impl<S: AccountStore> Identity<S> {
 
     /// Opens a session row and signs its token.
     async fn open_session(&self, owner: OwnerId) -> Result<(SessionRow, pb::Session), Error> {
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let row = SessionRow {
             id: Uuid::now_v7(),
             owner_id: owner.as_uuid(),
@@ -101,7 +103,7 @@ impl<S: AccountStore> Identity<S> {
     /// Checks that a verified token's session is still open and not idle, and
     /// records the use. Revoked, expired and idle sessions are `UNAUTHENTICATED`.
     async fn live_session(&self, user: UserCaller) -> Result<SessionRow, Error> {
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let row = self
             .store
             .session(user.owner_id, user.session_id)
@@ -137,7 +139,7 @@ impl<S: AccountStore> Identity<S> {
         field: &str,
     ) -> Result<(), Error> {
         let keys = self.throttle.keys(&account.email, source);
-        let attempt = self.throttle.begin(&account.email, &keys, OffsetDateTime::now_utc()).await?;
+        let attempt = self.throttle.begin(&account.email, &keys, self.clock.now()).await?;
         let verified =
             self.hasher.verify(SecretString::from(password), Some(account.password_hash.clone())).await?;
         if !verified.ok {
@@ -177,7 +179,7 @@ impl<S: AccountStore> Identity<S> {
         }
         password::check_policy(&req.password, &email, &display_name)?;
         let hash = self.hasher.hash(SecretString::from(req.password)).await?;
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let account = AccountRow {
             id: Uuid::now_v7(),
             email: email.as_str().to_owned(),
@@ -203,7 +205,7 @@ impl<S: AccountStore> Identity<S> {
         // same path (and time) as an unknown one.
         let email = normalise(&req.email);
         let keys = self.throttle.keys(&email, source);
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let attempt = self.throttle.begin(&email, &keys, now).await?;
 
         // Unknown email, malformed email and over-long password all take the dummy
@@ -320,7 +322,7 @@ impl<S: AccountStore> Identity<S> {
         let deleter = self.deleter.clone();
         let outcome = tokio::spawn(async move { deleter.run(owner).await }).await.map_err(Error::internal)?;
         match outcome {
-            Ok(()) => Ok(pb::DeleteAccountResponse { deleted_at: Some(to_proto(OffsetDateTime::now_utc())) }),
+            Ok(()) => Ok(pb::DeleteAccountResponse { deleted_at: Some(to_proto(self.clock.now())) }),
             Err(stopped) => {
                 tracing::warn!(owner_id = %owner, step = stopped.step, "account deletion paused; it will resume");
                 Err(Error::new(

@@ -5,7 +5,10 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 use bizops_authn::AuthLayer;
 use bizops_config::DbRole;
 use bizops_proto::catalog::v1::catalog_service_server::CatalogServiceServer;
-use bizops_runtime::{GrpcServer, Shutdown};
+use bizops_runtime::{
+    GrpcServer, Shutdown,
+    clock::{Clock, SystemClock},
+};
 use tokio::sync::Notify;
 use tonic::service::Routes;
 
@@ -70,8 +73,17 @@ impl App {
             tolerance: config.webhooks.timestamp_tolerance,
             subjects: config.nats.subjects()?,
             outbox_wake: Arc::new(Notify::new()),
+            clock: Arc::new(SystemClock),
         };
         Ok(Self { server, catalog, auth, jetstream })
+    }
+
+    /// Uses `clock` instead of the system clock wherever the RPCs read "now":
+    /// webhook timestamps and the grace period of a rotated webhook secret.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.catalog.clock = clock;
+        self
     }
 
     /// The bound gRPC address.

@@ -3,7 +3,6 @@
 
 use std::{sync::Arc, time::Duration};
 
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use bizops_authn::{OwnerId, require_service, require_user};
 use bizops_bus::{EventKind, Subjects};
 use bizops_errors::{Error, ErrorCode};
@@ -12,9 +11,9 @@ use bizops_proto::{
     events::v1 as events,
     timestamp::{from_proto, to_proto},
 };
+use bizops_runtime::{clock::Clock, paging::Page};
 use prost::Message as _;
 use secrecy::ExposeSecret as _;
-use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -45,6 +44,8 @@ pub struct Catalog<S> {
     pub(crate) tolerance: Duration,
     pub(crate) subjects: Subjects,
     pub(crate) outbox_wake: Arc<Notify>,
+    /// Where "now" comes from: webhook timestamps, the rotation grace period.
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 fn pilot_pb(row: &PilotRow) -> pb::Pilot {
@@ -72,27 +73,6 @@ fn summary_pb(v: &VersionRow) -> pb::PilotVersionSummary {
 /// A Pilot id from a request field; a malformed one is simply not found.
 fn pilot_id(text: &str) -> Result<Uuid, Error> {
     text.trim().parse().map_err(|_| Error::not_found("pilot"))
-}
-
-fn page_size(requested: u32) -> i64 {
-    match requested {
-        0 => 20,
-        n => i64::from(n.min(100)),
-    }
-}
-
-fn decode_token(token: &str, prefix: &str) -> Result<Option<String>, Error> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let bad = || Error::invalid("page_token", "is not a token from a previous response");
-    let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
-    let text = String::from_utf8(raw).map_err(|_| bad())?;
-    text.strip_prefix(prefix).map(|s| Some(s.to_owned())).ok_or_else(bad)
-}
-
-fn encode_token(prefix: &str, value: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{prefix}{value}"))
 }
 
 fn reply<T>(result: Result<T, Error>) -> Result<Response<T>, Status> {
@@ -146,7 +126,7 @@ impl<S: PilotStore> Catalog<S> {
             }
         };
         let Some(entry) = entry else { return Err(reject("unknown_pilot")) };
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let headers: Vec<(String, String)> = req.headers.into_iter().map(|h| (h.name, h.value)).collect();
         let tolerance = i64::try_from(self.tolerance.as_secs()).unwrap_or(300);
         webhook::verify(&entry.valid_keys(now), &headers, &req.body, now.unix_timestamp(), tolerance)
@@ -164,7 +144,7 @@ impl<S: PilotStore> Catalog<S> {
     }
 
     async fn load_webhook(&self, id: Uuid) -> Result<Option<Arc<Entry>>, Error> {
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let Some(record) = self.system.webhook(id, now).await.map_err(Error::internal)? else {
             return Ok(None);
         };
@@ -274,18 +254,9 @@ impl<S: PilotStore> CatalogService for Catalog<S> {
             async {
                 let user = require_user(&request)?;
                 let req = request.get_ref();
-                let before = decode_token(&req.page_token, "p:")?
-                    .map(|s| s.parse::<Uuid>())
-                    .transpose()
-                    .map_err(|_| Error::invalid("page_token", "is not a token from a previous response"))?;
-                let size = page_size(req.page_size);
-                let mut rows = self.store.list(user.owner_id, before, size + 1).await?;
-                let next = if rows.len() as i64 > size {
-                    rows.truncate(size as usize);
-                    rows.last().map(|r| encode_token("p:", &r.id.to_string())).unwrap_or_default()
-                } else {
-                    String::new()
-                };
+                let page = Page::<Uuid>::parse("p:", req.page_size, &req.page_token)?;
+                let rows = self.store.list(user.owner_id, page.after(), page.limit()).await?;
+                let (rows, next) = page.finish(rows, |r| r.id);
                 Ok(pb::ListPilotsResponse {
                     pilots: rows.iter().map(pilot_pb).collect(),
                     next_page_token: next,
@@ -329,7 +300,7 @@ impl<S: PilotStore> CatalogService for Catalog<S> {
                 let event = events::PilotDeleted {
                     owner_id: user.owner_id.to_string(),
                     pilot_id: id.to_string(),
-                    deleted_at: Some(to_proto(OffsetDateTime::now_utc())),
+                    deleted_at: Some(to_proto(self.clock.now())),
                 };
                 let event = OutboxEvent {
                     subject: self.subjects.event(user.owner_id.as_uuid(), EventKind::PilotDeleted),
@@ -374,18 +345,9 @@ impl<S: PilotStore> CatalogService for Catalog<S> {
                 let user = require_user(&request)?;
                 let req = request.get_ref();
                 let id = pilot_id(&req.pilot_id)?;
-                let before = decode_token(&req.page_token, "v:")?
-                    .map(|s| s.parse::<i64>())
-                    .transpose()
-                    .map_err(|_| Error::invalid("page_token", "is not a token from a previous response"))?;
-                let size = page_size(req.page_size);
-                let mut rows = self.store.list_versions(user.owner_id, id, before, size + 1).await?;
-                let next = if rows.len() as i64 > size {
-                    rows.truncate(size as usize);
-                    rows.last().map(|r| encode_token("v:", &r.version.to_string())).unwrap_or_default()
-                } else {
-                    String::new()
-                };
+                let page = Page::<i64>::parse("v:", req.page_size, &req.page_token)?;
+                let rows = self.store.list_versions(user.owner_id, id, page.after(), page.limit()).await?;
+                let (rows, next) = page.finish(rows, |r| r.version);
                 Ok(pb::ListVersionsResponse {
                     versions: rows.iter().map(summary_pb).collect(),
                     next_page_token: next,
@@ -429,7 +391,9 @@ impl<S: PilotStore> CatalogService for Catalog<S> {
             async {
                 let user = require_user(&request)?;
                 let row = self.store.get(user.owner_id, pilot_id(&request.get_ref().pilot_id)?).await?;
-                let exported_at = OffsetDateTime::now_utc()
+                let exported_at = self
+                    .clock
+                    .now()
                     .format(&time::format_description::well_known::Rfc3339)
                     .map_err(Error::internal)?;
                 let doc = export::to_document(&row.spec, Some(exported_at))?;
@@ -468,7 +432,7 @@ impl<S: PilotStore> CatalogService for Catalog<S> {
                 let user = require_user(&request)?;
                 let id = pilot_id(&request.get_ref().pilot_id)?;
                 let (sealed, secret) = self.new_secret(id)?;
-                let until = OffsetDateTime::now_utc() + self.rotation_grace;
+                let until = self.clock.now() + self.rotation_grace;
                 self.store.rotate_secret(user.owner_id, id, &sealed, until).await?;
                 self.cache.invalidate(id);
                 tracing::info!(owner_id = %user.owner_id, pilot_id = %id, "webhook secret rotated");

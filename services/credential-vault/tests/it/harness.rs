@@ -2,16 +2,18 @@
 //! test keys: a session key for users and service keys for the executor, identity,
 //! an operator ("ops") and the gateway (trusted, but allowed nothing here).
 
-use std::{future::Future, net::SocketAddr, pin::Pin, time::Duration};
+use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use bizops_authn::{OwnerId, ServiceSigner, SessionSigner, SigningKey};
 use bizops_proto::vault::v1::{self as pb, vault_service_client::VaultServiceClient};
-use bizops_testkit::{InProcess, LogCapture, TestDb, Until, any_port, capture_logs};
+use bizops_runtime::clock::{Clock, SystemClock};
+use bizops_testkit::{InProcess, LogCapture, Seen, TestDb, Until, any_port, capture_logs, eventually};
+pub use bizops_testkit::{assert_status, authed};
 use credential_vault::{App, MIGRATOR, VaultConfig};
 use secrecy::SecretString;
 use time::OffsetDateTime;
-use tonic::{Code, Request, Status, transport::Channel};
+use tonic::{Request, Status, transport::Channel};
 use uuid::Uuid;
 
 /// A Slack webhook URL on the (allowed) real host; never contacted.
@@ -150,19 +152,28 @@ impl Vault {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut VaultConfig)) -> Self {
+        Self::start_with_clock(Arc::new(SystemClock), adjust).await
+    }
+
+    /// Like [`Vault::start_with`], reading "now" from `clock`.
+    pub async fn start_with_clock(clock: Arc<dyn Clock>, adjust: impl FnOnce(&mut VaultConfig)) -> Self {
         capture_logs();
         bizops_telemetry::install_crypto_provider();
         let db = TestDb::create(&MIGRATOR).await.expect("test database");
         let keys = Keys::generate();
         let mut config = base_config(&db, &keys);
         adjust(&mut config);
-        Self::launch(db, keys, config).await
+        Self::launch_with_clock(db, keys, config, clock).await
     }
 
     pub async fn launch(db: TestDb, keys: Keys, config: VaultConfig) -> Self {
+        Self::launch_with_clock(db, keys, config, Arc::new(SystemClock)).await
+    }
+
+    async fn launch_with_clock(db: TestDb, keys: Keys, config: VaultConfig, clock: Arc<dyn Clock>) -> Self {
         let logs = capture_logs();
         bizops_telemetry::install_crypto_provider();
-        let app = App::build(config.clone()).await.expect("vault builds");
+        let app = App::build(config.clone()).await.expect("vault builds").with_clock(clock);
         let addr = app.grpc_addr().unwrap();
         let metrics_addr = app.metrics_addr().unwrap();
         let server = InProcess::start(addr, |until| app.run_until(until));
@@ -319,15 +330,13 @@ impl Api {
         job_id: &str,
         done: impl Fn(&pb::KeyRotation) -> bool,
     ) -> pb::KeyRotation {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
+        let (seen, done) = (&Seen::new(format!("rotation job {job_id} to get there")), &done);
+        eventually(seen, Duration::from_secs(30), || async move {
             let job = self.rotation(job_id).await;
-            if done(&job) {
-                return job;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "rotation did not get there: {job:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            seen.saw(&job);
+            Some(job).filter(done)
+        })
+        .await
     }
 
     pub async fn set_min_version(&self, version: u32) -> Result<pb::SetMinDecryptionVersionResponse, Status> {
@@ -364,29 +373,9 @@ pub fn resolve_request(owner: OwnerId, names: &[&str]) -> pb::ResolveForRunReque
     }
 }
 
-/// A request carrying `authorization: Bearer <token>`.
-pub fn authed<T>(token: &str, message: T) -> Request<T> {
-    let mut req = Request::new(message);
-    req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    req
-}
-
 /// A request carrying a service token of `signer` addressed to the vault.
 pub fn as_service<T>(signer: &ServiceSigner, message: T) -> Request<T> {
     authed(&signer.token_for("vault").unwrap(), message)
-}
-
-/// The stable error code of a status.
-pub fn code_of(status: &Status) -> String {
-    status.metadata().get("x-bizops-error-code").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
-}
-
-#[track_caller]
-pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, error_code: &str) -> Status {
-    let status = result.expect_err("expected an error");
-    assert_eq!(status.code(), code, "{status:?}");
-    assert_eq!(code_of(&status), error_code, "{status:?}");
-    status
 }
 
 /// Asserts that no secret value appears in a status (message or metadata).

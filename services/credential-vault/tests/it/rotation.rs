@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bizops_proto::vault::v1::{self as pb, ConnectorKind, RotationState};
-use tokio::time::{Instant, sleep};
+use bizops_testkit::{Seen, eventually};
 use tonic::Code;
 
 use crate::harness::*;
@@ -41,8 +41,8 @@ async fn count_under(pool: &sqlx::PgPool, version: i32, except: &str) -> i64 {
 /// a batch transaction is open (a batch holding it, `rotation.batch_hold`); returns
 /// the committed `done` seen at that moment.
 async fn wait_for_open_batch(pool: &sqlx::PgPool, min_done: i64) -> i64 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let seen = &Seen::new(format!("a batch transaction open after {min_done} done"));
+    eventually(seen, Duration::from_secs(30), || async move {
         let (done, open): (Option<i64>, bool) = sqlx::query_as(
             "SELECT (SELECT done FROM vault.rotation_jobs WHERE state = 'running'),
                     EXISTS (SELECT 1 FROM pg_stat_activity
@@ -52,19 +52,17 @@ async fn wait_for_open_batch(pool: &sqlx::PgPool, min_done: i64) -> i64 {
         .fetch_one(pool)
         .await
         .unwrap();
-        if let Some(done) = done.filter(|d| *d >= min_done && open) {
-            return done;
-        }
-        assert!(Instant::now() < deadline, "no batch transaction open after {min_done} done: {done:?}");
-        sleep(Duration::from_millis(5)).await;
-    }
+        seen.saw((done, open));
+        done.filter(|d| *d >= min_done && open)
+    })
+    .await
 }
 
 /// Waits until no connection of the vault's roles is left on the database (a
 /// killed vault's sessions end when Postgres sees their sockets close).
 async fn wait_for_no_vault_sessions(pool: &sqlx::PgPool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let seen = &Seen::new("the sessions of the killed vault to end (open sessions)");
+    eventually(seen, Duration::from_secs(30), || async move {
         let n: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity
              WHERE datname = current_database() AND usename IN ('bizops_vault', 'bizops_vault_system')",
@@ -72,12 +70,10 @@ async fn wait_for_no_vault_sessions(pool: &sqlx::PgPool) {
         .fetch_one(pool)
         .await
         .unwrap();
-        if n == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{n} sessions of the killed vault are still open");
-        sleep(Duration::from_millis(20)).await;
-    }
+        seen.saw(n);
+        (n == 0).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -2,10 +2,12 @@
 //! change to a ciphertext, a wrapped key or the row's binding fails closed with a
 //! clear error and no plaintext.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc};
 
 use bizops_authn::OwnerId;
 use bizops_proto::vault::v1::ConnectorKind;
+use bizops_runtime::clock::ShiftedClock;
+use credential_vault::absence::Absence;
 use tonic::Code;
 use uuid::Uuid;
 
@@ -78,7 +80,8 @@ async fn flipping_any_byte_of_a_stored_ciphertext_or_wrapped_key_fails_closed() 
 
 #[tokio::test]
 async fn a_row_moved_to_another_owner_connector_or_name_fails() {
-    let v = Vault::start().await;
+    let clock = ShiftedClock::default();
+    let v = Vault::start_with_clock(Arc::new(clock.clone()), |_| {}).await;
     let (ann, bob) = (v.new_user(), v.new_user());
     v.put(&ann, "token", ConnectorKind::HttpBearer, BEARER).await.unwrap();
     let pool = v.superuser().await;
@@ -98,7 +101,7 @@ async fn a_row_moved_to_another_owner_connector_or_name_fails() {
         .unwrap();
     // The absence just seen is believed for a moment (rows that appear behind the
     // vault's back, not through PutCredential, are seen after it).
-    tokio::time::sleep(credential_vault::absence::Absence::TTL).await;
+    clock.set_offset(Absence::TTL.try_into().unwrap());
     assert_eq!(v.value_of(ann.owner, "token").await.unwrap(), BEARER);
 
     // Another connector kind (e.g. to send a token to a Slack URL) or name.

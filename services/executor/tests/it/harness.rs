@@ -1,24 +1,30 @@
 //! Starts the executor in-process against a fresh database, a unique NATS prefix
 //! and the fakes; helpers to publish triggers and wait for runs.
 
-use std::{fmt, net::SocketAddr, sync::Mutex, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use async_nats::jetstream;
 use bizops_authn::{OwnerId, ServiceSigner, SessionSigner, SessionVerifier, SigningKey};
 use bizops_bus::Subjects;
 use bizops_proto::{
-    catalog::v1::{self as cpb, step::Kind},
+    catalog::v1 as cpb,
     events::v1 as ev,
     executor::v1::{self as pb, executor_service_client::ExecutorServiceClient},
     timestamp::to_proto,
 };
-use bizops_testkit::{InProcess, LogCapture, PATIENCE, TestDb, any_port, capture_logs, eventually};
+use bizops_testkit::{
+    InProcess, LogCapture, PATIENCE, TestDb, any_port, capture_logs, eventually, wait::Seen,
+};
+pub use bizops_testkit::{
+    authed,
+    steps::{http, step, transform},
+};
 use executor::{
     App, ExecutorConfig, MIGRATOR,
     progress::{Counter, Progress},
 };
 use time::OffsetDateTime;
-use tonic::{Request, transport::Channel};
+use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::fakes::{self, CatalogData, VaultData};
@@ -206,7 +212,7 @@ impl Env {
                 .unwrap()
                 .into_inner()
                 .runs;
-            seen.saw(format!("runs: {runs:?}"));
+            seen.saw(&runs);
             runs.into_iter().find(|r| statuses.iter().any(|s| *s as i32 == r.status))
         })
         .await;
@@ -236,26 +242,8 @@ impl Env {
     }
 }
 
-pub fn authed<T>(token: &str, message: T) -> Request<T> {
-    let mut req = Request::new(message);
-    req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    req
-}
-
 pub fn owner() -> OwnerId {
     OwnerId(Uuid::now_v7())
-}
-
-pub fn step(key: &str, kind: Kind) -> cpb::Step {
-    cpb::Step { key: key.into(), kind: Some(kind), ..Default::default() }
-}
-
-pub fn transform(t: &str) -> Kind {
-    Kind::Transform(cpb::TransformStep { template: t.into() })
-}
-
-pub fn http(method: cpb::HttpMethod, url: &str) -> Kind {
-    Kind::Http(cpb::HttpStep { method: method as i32, url: url.into(), ..Default::default() })
 }
 
 pub const TERMINAL: &[ev::RunStatus] = &[
@@ -285,26 +273,4 @@ pub async fn full_pass(what: &str, passes: &Counter) {
     tokio::time::timeout(PATIENCE, passes.full_pass())
         .await
         .unwrap_or_else(|_| panic!("no whole {what} pass after pass {from} within {PATIENCE:?}"));
-}
-
-/// What a wait expects, and (shown only if it times out) the last thing it saw.
-struct Seen {
-    what: String,
-    last: Mutex<String>,
-}
-
-impl Seen {
-    fn new(what: String) -> Self {
-        Self { what, last: Mutex::new("nothing yet".into()) }
-    }
-
-    fn saw(&self, last: String) {
-        *self.last.lock().unwrap() = last;
-    }
-}
-
-impl fmt::Display for Seen {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}; last seen: {}", self.what, self.last.lock().map(|l| l.clone()).unwrap_or_default())
-    }
 }

@@ -72,7 +72,7 @@ async fn only_the_catalogs_verdicts_are_401_everything_else_is_503() {
     ];
     let mut anon = gw.browser();
     for (status, want) in cases {
-        let what = format!("{:?} {:?}", status.code(), status.metadata().get("x-bizops-error-code"));
+        let what = format!("{:?} {:?}", status.code(), bizops_testkit::code_of(&status));
         gw.world().inject.insert("VerifyWebhook", VecDeque::from([status]));
         let r = hook(&mut anon, &pilot.to_string(), &secret).await;
         assert_eq!(r.status, want, "{what}: {}", r.body);

@@ -1,9 +1,13 @@
 //! register → login → verify → change password → logout → delete account, and the
 //! answers for bad input.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bizops_proto::identity::v1 as pb;
+use bizops_runtime::clock::ShiftedClock;
 use tonic::Code;
 
 use crate::harness::*;
@@ -209,19 +213,24 @@ async fn wrong_password_and_unknown_email_get_the_same_answer_in_the_same_time()
 
 #[tokio::test]
 async fn idle_sessions_end() {
-    let id = Identity::start_with(|c| {
-        c.session.idle_timeout = Duration::from_millis(1500);
-        c.session.last_seen_resolution = Duration::from_millis(0);
+    // identity's clock is moved; real time only adds the milliseconds of the calls.
+    let idle = time::Duration::minutes(30);
+    let clock = ShiftedClock::default();
+    let id = Identity::start_with_clock(Arc::new(clock.clone()), |c| {
+        c.session.idle_timeout = idle.try_into().unwrap();
+        c.session.last_seen_resolution = Duration::ZERO;
     })
     .await;
     let email = unique_email("idle");
     id.register(&email).await;
     let token = id.token(&email).await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let minute = time::Duration::minutes(1);
+    clock.set_offset(idle - minute);
     assert!(id.verify(&token).await.is_ok(), "use within the idle window keeps it alive");
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert!(id.verify(&token).await.is_ok(), "last use was 1 s ago");
-    tokio::time::sleep(Duration::from_millis(1700)).await;
+    // Longer after sign-in than the idle timeout, but not after the last use.
+    clock.set_offset(2 * (idle - minute));
+    assert!(id.verify(&token).await.is_ok(), "last use was 29 minutes ago");
+    clock.set_offset(2 * (idle - minute) + idle + minute);
     let s = assert_status(id.verify(&token).await, Code::Unauthenticated, "UNAUTHENTICATED");
     assert!(s.message().contains("idle"), "{}", s.message());
 }

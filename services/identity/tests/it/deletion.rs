@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bizops_bus::Subjects;
 use bizops_proto::identity::v1 as pb;
+use bizops_testkit::{PATIENCE, until};
 use secrecy::ExposeSecret as _;
 use tonic::Code;
 use uuid::Uuid;
@@ -188,11 +189,13 @@ async fn the_background_loop_finishes_a_paused_deletion() {
     assert!(attempts >= 1);
 
     id.fakes().fail("vault", false);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while rows_of(&id, &account.id).await > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the background loop did not finish the deletion");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (id, owner) = (&id, account.id.as_str());
+    until(
+        "the background loop to finish the deletion",
+        PATIENCE,
+        || async move { rows_of(id, owner).await == 0 },
+    )
+    .await;
     assert_eq!(id.fakes().calls(), calls(&account.id, &["catalog", "executor", "vault"]));
 }
 
@@ -219,11 +222,11 @@ async fn a_deletion_survives_a_restart_of_identity() {
     config.grpc_addr = bizops_testkit::any_port();
     config.metrics_addr = bizops_testkit::any_port();
     let id = Identity::launch(db, key, gateway, bizops_testkit::capture_logs(), config).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while rows_of(&id, &account.id).await > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the restarted identity did not finish the deletion");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (id, owner) = (&id, account.id.as_str());
+    until("the restarted identity to finish the deletion", PATIENCE, || async move {
+        rows_of(id, owner).await == 0
+    })
+    .await;
     assert_eq!(fakes.calls(), calls(&account.id, &["catalog", "executor", "vault"]));
 }
 
@@ -289,11 +292,11 @@ async fn notices_go_through_the_server_resend_key_and_are_skipped_without_one() 
         .await
         .unwrap();
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while resend.received_requests().await.unwrap_or_default().len() < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "notices were not sent");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let resend = &resend;
+    until("both notices to be sent", Duration::from_secs(10), || async move {
+        resend.received_requests().await.unwrap_or_default().len() >= 2
+    })
+    .await;
     let sent: Vec<serde_json::Value> = resend
         .received_requests()
         .await
@@ -324,9 +327,8 @@ async fn notices_go_through_the_server_resend_key_and_are_skipped_without_one() 
         ))
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !id.logs.contents().contains("notice skipped: no server Resend key configured") {
-        assert!(tokio::time::Instant::now() < deadline, "the skip was not logged");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until("the skipped notice to be logged", Duration::from_secs(10), || async {
+        id.logs.contents().contains("notice skipped: no server Resend key configured")
+    })
+    .await;
 }

@@ -1,15 +1,17 @@
 //! Starts identity in-process on port 0 against a fresh database.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use bizops_authn::{ServiceSigner, SigningKey};
 use bizops_proto::identity::v1::{self as pb, identity_service_client::IdentityServiceClient};
+use bizops_runtime::clock::{Clock, SystemClock};
 use bizops_testkit::{InProcess, LogCapture, TestDb, any_port, capture_logs};
+pub use bizops_testkit::{assert_status, authed, code_of};
 use identity::{
     App, IdentityConfig, MIGRATOR,
     config::{LoginLimitsConfig, ScryptConfig},
 };
-use tonic::{Code, Request, Status, transport::Channel};
+use tonic::{Request, Status, transport::Channel};
 
 pub use crate::fakes::Fakes;
 
@@ -67,6 +69,11 @@ impl Identity {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut IdentityConfig)) -> Self {
+        Self::start_with_clock(Arc::new(SystemClock), adjust).await
+    }
+
+    /// Like [`Identity::start_with`], reading "now" from `clock`.
+    pub async fn start_with_clock(clock: Arc<dyn Clock>, adjust: impl FnOnce(&mut IdentityConfig)) -> Self {
         let logs = capture_logs();
         bizops_telemetry::install_crypto_provider();
         let db = TestDb::create(&MIGRATOR).await.expect("test database");
@@ -80,7 +87,7 @@ impl Identity {
         config.executor_url = fakes.url();
         config.vault_url = fakes.url();
         adjust(&mut config);
-        let mut id = Self::launch(db, signing_key, gateway, logs, config).await;
+        let mut id = Self::launch_with_clock(db, signing_key, gateway, logs, config, clock).await;
         id.fakes = Some(fakes);
         id
     }
@@ -96,7 +103,18 @@ impl Identity {
         logs: LogCapture,
         config: IdentityConfig,
     ) -> Self {
-        let app = App::build(config.clone()).await.expect("identity builds");
+        Self::launch_with_clock(db, signing_key, gateway, logs, config, Arc::new(SystemClock)).await
+    }
+
+    async fn launch_with_clock(
+        db: TestDb,
+        signing_key: SigningKey,
+        gateway: ServiceSigner,
+        logs: LogCapture,
+        config: IdentityConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let app = App::build(config.clone()).await.expect("identity builds").with_clock(clock);
         let addr = app.grpc_addr().unwrap();
         let metrics_addr = app.metrics_addr().unwrap();
         let server = InProcess::start(addr, |until| app.run_until(until));
@@ -164,26 +182,6 @@ impl Identity {
     pub async fn superuser(&self) -> sqlx::PgPool {
         self.db.superuser_pool().await.unwrap()
     }
-}
-
-/// A request carrying `authorization: Bearer <token>`.
-pub fn authed<T>(token: &str, message: T) -> Request<T> {
-    let mut req = Request::new(message);
-    req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    req
-}
-
-/// The stable error code of a status.
-pub fn code_of(status: &Status) -> String {
-    status.metadata().get("x-bizops-error-code").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
-}
-
-#[track_caller]
-pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, error_code: &str) -> Status {
-    let status = result.expect_err("expected an error");
-    assert_eq!(status.code(), code, "{status:?}");
-    assert_eq!(code_of(&status), error_code, "{status:?}");
-    status
 }
 
 pub fn unique_email(tag: &str) -> String {

@@ -1,14 +1,16 @@
 //! Starts pilot-catalog in-process on port 0 against a fresh database.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use bizops_authn::{OwnerId, ServiceSigner, SessionSigner, SigningKey};
 use bizops_proto::catalog::v1::{self as pb, catalog_service_client::CatalogServiceClient, step::Kind};
-use bizops_testkit::{InProcess, LogCapture, TestDb, any_port, capture_logs};
+use bizops_runtime::clock::{Clock, SystemClock};
+use bizops_testkit::{InProcess, LogCapture, TestDb, any_port, capture_logs, steps::step};
+pub use bizops_testkit::{assert_status, authed};
 use pilot_catalog::{App, CatalogConfig, MIGRATOR};
 use time::OffsetDateTime;
-use tonic::{Code, Request, Status, transport::Channel};
+use tonic::{Request, transport::Channel};
 use uuid::Uuid;
 
 pub struct Catalog {
@@ -30,6 +32,11 @@ impl Catalog {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut CatalogConfig)) -> Self {
+        Self::start_with_clock(Arc::new(SystemClock), adjust).await
+    }
+
+    /// Like [`Catalog::start_with`], reading "now" from `clock`.
+    pub async fn start_with_clock(clock: Arc<dyn Clock>, adjust: impl FnOnce(&mut CatalogConfig)) -> Self {
         let logs = capture_logs();
         bizops_telemetry::install_crypto_provider();
         let db = TestDb::create(&MIGRATOR).await.expect("test database");
@@ -53,7 +60,7 @@ impl Catalog {
         config.shutdown_drain = Duration::ZERO;
         config.shutdown_grace = Duration::from_secs(5);
         adjust(&mut config);
-        let app = App::build(config).await.expect("catalog builds");
+        let app = App::build(config).await.expect("catalog builds").with_clock(clock);
         let addr = app.grpc_addr().unwrap();
         let server = InProcess::start(addr, |until| app.run_until(until));
         let client = CatalogServiceClient::connect(server.url()).await.expect("connect");
@@ -89,30 +96,12 @@ pub fn owner() -> OwnerId {
     OwnerId(Uuid::now_v7())
 }
 
-pub fn authed<T>(token: &str, message: T) -> Request<T> {
-    let mut req = Request::new(message);
-    req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    req
-}
-
 pub fn as_service<T>(signer: &ServiceSigner, message: T) -> Request<T> {
     authed(&signer.token_for("catalog").unwrap(), message)
 }
 
-pub fn code_of(status: &Status) -> String {
-    status.metadata().get("x-bizops-error-code").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
-}
-
-#[track_caller]
-pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, error_code: &str) -> Status {
-    let status = result.expect_err("expected an error");
-    assert_eq!((status.code(), code_of(&status).as_str()), (code, error_code), "{status:?}");
-    status
-}
-
 /// A Pilot with one step of every kind and a schedule.
 pub fn sample_spec() -> pb::PilotSpec {
-    let step = |key: &str, kind: Kind| pb::Step { key: key.into(), kind: Some(kind), ..Default::default() };
     pb::PilotSpec {
         title: "Triage support email".into(),
         description: "Classify, summarise, ask before posting.".into(),
