@@ -54,7 +54,7 @@
 {{ include "bizops.databaseEnv" (dict "root" . "role" "vault") }}
 - name: BIZOPS_IDENTITY_URL
   value: {{ include "bizops.grpcUrl" (dict "root" . "c" "identity") | quote }}
-{{- include "bizops.trustedCallersEnv" (dict "root" . "callers" (list "gateway" "executor" "identity" "ops")) }}
+{{- include "bizops.trustedCallersEnv" (dict "root" . "callers" (list "executor" "identity" "ops")) }}
 {{ include "bizops.secretEnv" (dict "env" "BIZOPS_KEYS__KEYRING" "secret" $v.vaultKeys.secretName "key" $v.vaultKeys.keyringKey) }}
 - name: BIZOPS_KEYS__ACTIVE
   value: {{ $v.vaultKeys.activeVersion | quote }}
@@ -73,7 +73,7 @@
 - name: BIZOPS_IDENTITY_URL
   value: {{ include "bizops.grpcUrl" (dict "root" . "c" "identity") | quote }}
 {{ include "bizops.secretEnv" (dict "env" "BIZOPS_AUTH__SERVICE_KEY" "secret" $v.serviceAuth.secretName "key" $v.serviceAuth.keys.executor) }}
-{{- include "bizops.trustedCallersEnv" (dict "root" . "callers" (list "gateway" "identity")) }}
+{{- include "bizops.trustedCallersEnv" (dict "root" . "callers" (list "identity")) }}
 - name: BIZOPS_CATALOG_URL
   value: {{ include "bizops.grpcUrl" (dict "root" . "c" "catalog") | quote }}
 - name: BIZOPS_VAULT_URL
