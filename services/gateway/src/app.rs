@@ -15,13 +15,15 @@ use tokio::net::TcpListener;
 use zeroize::Zeroizing;
 
 use crate::{
-    backend::{BackendUrls, Backends},
     config::{GatewayConfig, SERVICE_NAME},
-    csrf::{Csrf, normalise_origin},
-    ratelimit::RateLimits,
-    session::{CookieJar, SessionVerifier},
-    state::{AppState, Shared},
-    web::Templates,
+    shared::{
+        backend::{BackendUrls, Backends},
+        csrf::{Csrf, normalise_origin},
+        ratelimit::RateLimits,
+        session::{CookieJar, SessionVerifier},
+        state::{AppState, Shared},
+        templates::Templates,
+    },
 };
 
 /// How often expired rate-limit and session-cache entries are dropped.
@@ -186,7 +188,7 @@ impl App {
             })
         };
 
-        let (router, _) = crate::http::router(state.clone());
+        let (router, _) = crate::routes::router(state.clone());
         let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
         // TCP_NODELAY, so a small answer never waits for the client's delayed ACK.
         let http = axum::serve::ListenerExt::tap_io(http, |tcp| {

@@ -26,10 +26,14 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::{
-    error::{ApiError, rate_limited},
-    model::{ErrorBody, TriggerAccepted},
-    ratelimit::source_key,
-    state::{ClientIp, Shared},
+    runs::model::TriggerAccepted,
+    shared::{
+        error::{ApiError, rate_limited},
+        extract::ClientIp,
+        model::ErrorBody,
+        ratelimit::source_key,
+        state::Shared,
+    },
 };
 
 /// The public answer to every refused webhook (unknown Pilot, bad signature,
@@ -45,7 +49,7 @@ const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30
 const MAX_KEY_LEN: usize = 256;
 
 /// The webhook route with its OpenAPI entry.
-pub fn router() -> OpenApiRouter<Shared> {
+pub fn routes() -> OpenApiRouter<Shared> {
     OpenApiRouter::new().routes(routes!(ingest))
 }
 

@@ -2,29 +2,33 @@
 //! and webhooks become internal gRPC calls (identity, pilot-catalog,
 //! credential-vault, executor) and NATS publishes.
 //!
-//! Layout: `app` builds and runs, `http` assembles routes and middleware,
-//! `api` is the JSON API (OpenAPI from its annotations), `hooks` the webhook
-//! ingest, `live` the SSE run view, `web` and `editor` the dashboard; `ops` is
-//! what both API and dashboard do; `backend` the gRPC clients; `session`,
-//! `csrf` and `ratelimit` the browser-security pieces.
+//! Layout, by feature over a shared layer:
+//!
+//! - `app` builds and runs; `routes` assembles every feature's routes, the
+//!   OpenAPI document and the middleware; `config` is the configuration.
+//! - `shared` is what every feature uses (state, gRPC clients, extractors,
+//!   errors, sessions, CSRF, rate limits, templates and the page layout,
+//!   middleware); it imports no feature.
+//! - The features — `account`, `pilots`, `runs`, `approvals`, `connectors` —
+//!   each hold their JSON handlers with their OpenAPI annotations (`api`), their
+//!   dashboard handlers (`pages`), their JSON shapes (`model`) and the backend
+//!   calls both make (`ops`); `hooks` is the webhook ingest.
+//!
+//! No module imports another in a circle: a feature may use `shared` and the
+//! features before it (`account` and `runs` read Pilots, `hooks` answers with a
+//! run's trigger), never one that uses it. `tests/it/layout.rs` checks this.
 #![forbid(unsafe_code)]
 
-pub mod api;
+pub mod account;
 pub mod app;
-pub mod backend;
+pub mod approvals;
 pub mod config;
-pub mod csrf;
-pub mod editor;
-pub mod error;
+pub mod connectors;
 pub mod hooks;
-pub mod http;
-pub mod live;
-pub mod model;
-pub mod ops;
-pub mod ratelimit;
-pub mod session;
-pub mod state;
-pub mod web;
+pub mod pilots;
+pub mod routes;
+pub mod runs;
+pub mod shared;
 
 pub use app::App;
 pub use config::GatewayConfig;

@@ -10,5 +10,6 @@ mod auth;
 mod fakes;
 mod harness;
 mod injected;
+mod layout;
 mod pages;
 mod security;

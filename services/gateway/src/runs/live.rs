@@ -5,8 +5,8 @@
 //! for the run (GetRun), so another owner's run is a 404 and no event published
 //! between the two is missed. It sends:
 //!
-//! - `snapshot`: the whole run ([`crate::model::Run`]) at the start and after each change;
-//! - `change`: each `bizops.events.v1.RunEvent` ([`crate::model::RunEvent`]);
+//! - `snapshot`: the whole run ([`crate::runs::model::Run`]) at the start and after each change;
+//! - `change`: each `bizops.events.v1.RunEvent` ([`crate::runs::model::RunEvent`]);
 //! - `end`: once the run is final, the session ends, or the view times out.
 //!
 //! The session is re-verified every few seconds, so signing out ends the stream.
@@ -23,12 +23,18 @@ use prost::Message as _;
 use tokio::sync::mpsc;
 
 use crate::{
-    api::{ApiPath, Authed},
-    error::ApiError,
-    model::{self, ErrorBody, run_status_is_final},
-    ops,
-    session::CurrentSession,
-    state::Shared,
+    runs::{
+        model::{self, run_status_is_final},
+        ops,
+    },
+    shared::{
+        error::ApiError,
+        extract::{ApiPath, Authed},
+        model::ErrorBody,
+        ops::parse_id,
+        session::CurrentSession,
+        state::Shared,
+    },
 };
 
 /// How often an open stream re-checks its session.
@@ -48,7 +54,7 @@ pub async fn run_events(
     Authed(session): Authed,
     ApiPath(run_id): ApiPath<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let run_id = ops::parse_id("run_id", &run_id)?;
+    let run_id = parse_id("run_id", &run_id)?;
     let subject = st.subjects.run_events(session.owner_id, run_id);
     let subscriber = st.nats.subscribe(subject).await.map_err(bizops_errors::Error::unavailable)?;
     let run = ops::get_run_proto(&st, &session, run_id).await?;

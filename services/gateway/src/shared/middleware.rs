@@ -1,30 +1,29 @@
-//! The HTTP edge: routes, and the middleware every request passes.
-//!
-//! Order, outermost first: a span per request → request metrics → security
-//! headers → (API and dashboard only) session resolution with revocation check
-//! and the per-session rate limit → CSRF (same origin + synchronizer token) →
-//! the handler. Webhooks, `/static`, health and the OpenAPI document never look
-//! at the session cookie.
+//! The middleware every request passes, outermost first: a span per request →
+//! request metrics → security headers → (API and dashboard only) session
+//! resolution with revocation check and the per-session rate limit → CSRF (same
+//! origin + synchronizer token) → the handler. Webhooks, `/static`, health and
+//! the OpenAPI document never look at the session cookie (`routes` applies the
+//! layers).
 
-use std::{net::SocketAddr, sync::Arc, time::Instant};
+use std::{net::SocketAddr, time::Instant};
 
 use axum::{
-    Router,
     body::Body,
-    extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State},
-    http::{HeaderValue, Method, StatusCode, header},
-    middleware::{Next, from_fn, from_fn_with_state},
+    extract::{ConnectInfo, MatchedPath, Request, State},
+    http::{HeaderValue, Method, header},
+    middleware::Next,
     response::{IntoResponse, Response},
-    routing::get,
 };
 use bizops_errors::{Error, ErrorCode};
 
-use crate::{
+use crate::shared::{
     csrf,
     error::{ApiError, csrf_rejected, rate_limited},
+    extract::ClientIp,
+    page::error_page,
     ratelimit::source_key,
-    state::{ClientIp, SessionSlot, Shared},
-    web,
+    session::CurrentSession,
+    state::{SessionSlot, Shared},
 };
 
 /// The Content-Security-Policy of every response: no inline script or style.
@@ -39,19 +38,14 @@ fn wants_json(path: &str) -> bool {
 }
 
 /// An error in the form the path's client expects (JSON for the API, HTML otherwise).
-fn error_for(
-    st: &Shared,
-    path: &str,
-    session: Option<&crate::session::CurrentSession>,
-    error: Error,
-) -> Response {
-    if wants_json(path) { ApiError(error).into_response() } else { web::error_page(st, session, error) }
+pub fn error_for(st: &Shared, path: &str, session: Option<&CurrentSession>, error: Error) -> Response {
+    if wants_json(path) { ApiError(error).into_response() } else { error_page(st, session, error) }
 }
 
 /// Resolves the session cookie (identity's VerifySession, cached ≤ 5 s) and
 /// applies the per-session rate limit. A cookie identity no longer accepts is
 /// removed in the response.
-async fn session_layer(State(st): State<Shared>, mut req: Request, next: Next) -> Response {
+pub async fn session_layer(State(st): State<Shared>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let mut clear = false;
     let session = match st.cookies.read(req.headers()) {
@@ -117,7 +111,7 @@ fn is_form(req: &Request) -> bool {
 
 /// CSRF: every state-changing request must come from our origin and, when it
 /// carries a session, the session's token (header or form field).
-async fn csrf_layer(State(st): State<Shared>, req: Request, next: Next) -> Response {
+pub async fn csrf_layer(State(st): State<Shared>, req: Request, next: Next) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(req).await;
     }
@@ -166,7 +160,7 @@ async fn csrf_layer(State(st): State<Shared>, req: Request, next: Next) -> Respo
 }
 
 /// Security headers on every response.
-async fn security_headers(State(st): State<Shared>, req: Request, next: Next) -> Response {
+pub async fn security_headers(State(st): State<Shared>, req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;
     let h = response.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
@@ -196,7 +190,7 @@ async fn security_headers(State(st): State<Shared>, req: Request, next: Next) ->
 /// `http_server_requests_total{method,route,status}` and
 /// `http_server_request_duration_seconds{method,route}`; the route is the
 /// matched template (`/api/v1/pilots/{pilot_id}`), never the raw path.
-async fn track(req: Request, next: Next) -> Response {
+pub async fn track(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -214,7 +208,7 @@ async fn track(req: Request, next: Next) -> Response {
     response
 }
 
-fn request_span(req: &Request) -> tracing::Span {
+pub fn request_span(req: &Request) -> tracing::Span {
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str());
     let span = tracing::info_span!(
         "http.request",
@@ -229,88 +223,4 @@ fn request_span(req: &Request) -> tracing::Span {
         bizops_telemetry::propagation::extract_http(req.headers()),
     );
     span
-}
-
-async fn healthz() -> &'static str {
-    "ok"
-}
-
-async fn readyz(State(st): State<Shared>) -> Response {
-    let connected = st.nats.connection_state() == async_nats::connection::State::Connected;
-    let draining = st.draining.load(std::sync::atomic::Ordering::Relaxed);
-    if connected && !draining {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, if draining { "shutting down" } else { "NATS not connected" })
-            .into_response()
-    }
-}
-
-async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
-    let (body, content_type): (&'static str, &'static str) = match file.as_str() {
-        "app.css" => (include_str!("../static/app.css"), "text/css; charset=utf-8"),
-        "app.js" => (include_str!("../static/app.js"), "text/javascript; charset=utf-8"),
-        "favicon.svg" => (include_str!("../static/favicon.svg"), "image/svg+xml"),
-        _ => return ApiError(Error::not_found("file")).into_response(),
-    };
-    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=300")], body)
-        .into_response()
-}
-
-async fn fallback(State(st): State<Shared>, req: Request) -> Response {
-    let session = None;
-    error_for(&st, req.uri().path(), session, Error::not_found("page"))
-}
-
-async fn method_not_allowed(State(st): State<Shared>, req: Request) -> Response {
-    let error =
-        Error::new(ErrorCode::MethodNotAllowed, format!("method {} is not allowed here", req.method()));
-    let session = req.extensions().get::<SessionSlot>().and_then(|s| s.0.clone());
-    error_for(&st, req.uri().path(), session.as_ref(), error)
-}
-
-/// The whole application and its OpenAPI document.
-pub fn router(st: Shared) -> (Router, Arc<String>) {
-    let (api, mut openapi) = crate::api::router().split_for_parts();
-    let (hooks, hooks_doc) = crate::hooks::router().split_for_parts();
-    openapi.merge(hooks_doc);
-    let document = Arc::new(openapi.to_pretty_json().unwrap_or_else(|_| "{}".to_owned()));
-    let served = document.clone();
-
-    let with_session = Router::new()
-        .merge(api)
-        .merge(web::router())
-        .layer(from_fn_with_state(st.clone(), csrf_layer))
-        .layer(from_fn_with_state(st.clone(), session_layer))
-        .layer(DefaultBodyLimit::max(st.api_body_bytes));
-
-    let router = Router::new()
-        .merge(with_session)
-        .merge(hooks.layer(DefaultBodyLimit::disable()))
-        .route(
-            "/api/openapi.json",
-            get(move || {
-                let served = served.clone();
-                async move { ([(header::CONTENT_TYPE, "application/json")], served.as_str().to_owned()) }
-            }),
-        )
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/static/{file}", get(static_file))
-        .fallback(fallback)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(from_fn(track))
-        .layer(from_fn_with_state(st.clone(), security_headers))
-        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span).on_response(
-            |response: &Response, latency: std::time::Duration, span: &tracing::Span| {
-                span.record("http.status", response.status().as_u16());
-                tracing::debug!(
-                    status = response.status().as_u16(),
-                    latency_ms = latency.as_millis() as u64,
-                    "request done"
-                );
-            },
-        ))
-        .with_state(st);
-    (router, document)
 }

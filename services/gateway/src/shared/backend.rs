@@ -28,7 +28,7 @@ use tonic::{
     transport::{Channel, Endpoint},
 };
 
-use crate::{config::TimeoutsConfig, error::from_backend};
+use crate::{config::TimeoutsConfig, shared::error::from_backend};
 
 type Traced = InterceptedService<Channel, TraceInterceptor>;
 
@@ -266,10 +266,9 @@ fn insert(metadata: &mut MetadataMap, key: &'static str, value: &str) -> Result<
 
 /// Calls `client.method(request)` through [`Backends::call`]; `request` is an
 /// expression giving `Result<tonic::Request<_>, Error>`, evaluated per attempt.
-#[macro_export]
 macro_rules! rpc {
     ($backends:expr, $client:ident . $method:ident, $request:expr) => {{
-        let backends: &$crate::backend::Backends = &$backends;
+        let backends: &$crate::shared::backend::Backends = &$backends;
         backends
             .call(stringify!($method), || {
                 let request = $request?;
@@ -279,3 +278,4 @@ macro_rules! rpc {
             .await
     }};
 }
+pub(crate) use rpc;

@@ -24,7 +24,7 @@ use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::backend::Backends;
+use crate::shared::backend::Backends;
 
 /// Name of the cookie in production.
 pub const SECURE_COOKIE_NAME: &str = "__Host-bizops_session";
