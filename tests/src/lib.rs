@@ -5,7 +5,8 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-pub mod browser;
+/// The browser-like client (testkit's, shared with the gateway's tests).
+pub use bizops_testkit::browser;
 pub mod procs;
 pub mod profile;
 pub mod rows;

@@ -26,13 +26,9 @@ use tonic::transport::Channel;
 use uuid::Uuid;
 use wiremock::MockServer;
 
+pub use bizops_testkit::browser::{ORIGIN, PASSWORD};
+
 use crate::{browser::Browser, profile};
-
-/// A password every test account uses.
-pub const PASSWORD: &str = "correct horse battery staple 42";
-
-/// What a browser sends as `Origin`: the gateway's configured public origin.
-pub const ORIGIN: &str = "https://gateway.test";
 
 /// One of the five services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

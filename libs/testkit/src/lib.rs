@@ -12,8 +12,12 @@
 //!
 //! With the feature `procs`: the process harness of the e2e tests and the bench
 //! ([`procs`]), the suite's binaries wired by the topology (`libs/topology`).
+//! With the feature `browser`: the browser-like HTTP client of the gateway's and
+//! the end-to-end tests ([`browser`]).
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "browser")]
+pub mod browser;
 mod db;
 mod grpc;
 mod logs;

@@ -362,7 +362,7 @@ mod tests {
         assert_eq!(env["BIZOPS_CATALOG_URL"], "http://catalog:1");
         assert_eq!(env["BIZOPS_VAULT_URL"], "http://vault:1");
         assert_eq!(env["BIZOPS_AUTH__SERVICE_KEY"], "executor:SEED");
-        assert_eq!(env["BIZOPS_AUTH__TRUSTED_CALLERS"], "gateway:PUB,identity:PUB");
+        assert_eq!(env["BIZOPS_AUTH__TRUSTED_CALLERS"], "identity:PUB");
         assert_eq!(env["BIZOPS_NATS__URL"], "nats://n:4222");
 
         let wiring = Wiring { static_session_keys: true, ..wiring };
@@ -384,10 +384,7 @@ mod tests {
     #[test]
     fn inconsistent_topologies_are_refused() {
         let broken = [
-            (
-                TOPOLOGY_TOML.replace("trusts = [\"gateway\", \"identity\"]", "trusts = [\"catalog\"]"),
-                "no service key",
-            ),
+            (TOPOLOGY_TOML.replace("trusts = [\"identity\"]", "trusts = [\"catalog\"]"), "no service key"),
             (
                 TOPOLOGY_TOML.replace(
                     "calls = [\"identity\"]\n# executor",

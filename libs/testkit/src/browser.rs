@@ -1,17 +1,24 @@
 //! An HTTP client that behaves like a browser towards the gateway: one cookie
 //! jar (the session cookie), `Origin` on state-changing requests, the CSRF token
 //! remembered from the last session answer, and a record of every request it
-//! made (so a test can show which routes it exercised).
+//! made (so a test can show which routes it exercised). The gateway's own tests
+//! (against fakes) and the end-to-end tests (against the real suite) share it.
+//! A test's client: an answer it cannot read fails the test on the spot.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
 
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::Value;
 
-use crate::suite::{ORIGIN, PASSWORD};
+use crate::wait::Polling;
 
 /// The production cookie name.
 pub const COOKIE: &str = "__Host-bizops_session";
+/// The public origin tests give the gateway, sent as `Origin` by browsers.
+pub const ORIGIN: &str = "https://gateway.test";
+/// The password of every test account (long and unusual enough for the policy).
+pub const PASSWORD: &str = "correct horse battery staple 42";
 
 /// A response, read whole.
 #[derive(Debug)]
@@ -120,7 +127,7 @@ impl Browser {
     /// Waits (at most 30 s) until a run of `pilot` listed by the API has `status`;
     /// that run (as the API lists it).
     pub async fn wait_for_run(&mut self, pilot: &str, status: &str) -> Value {
-        let mut wait = bizops_testkit::wait::Polling::new(std::time::Duration::from_secs(30));
+        let mut wait = Polling::new(std::time::Duration::from_secs(30));
         loop {
             let list = self.get(&format!("/api/v1/pilots/{pilot}/runs")).await;
             list.assert(StatusCode::OK);
