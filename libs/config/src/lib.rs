@@ -487,7 +487,8 @@ pub enum LogFormat {
 pub struct DatabaseConfig {
     /// The service role (NOBYPASSRLS): every user-scoped request.
     pub url: Option<SecretString>,
-    /// The system role (BYPASSRLS): only the paths in the service's `system.rs`.
+    /// The system role (BYPASSRLS): only the service's audited cross-owner paths
+    /// (`system.rs`; the executor's leased-run writes in `lease.rs`).
     pub system_url: Option<SecretString>,
     /// The migrator role: `migrate` only.
     pub migrate_url: Option<SecretString>,

@@ -1,5 +1,6 @@
-//! The one HTTP error shape, `{"error": {"code": "...", "message": "..."}}`, built
-//! from `bizops_errors::Error` (the cause is logged, never returned).
+//! The one HTTP error shape, `{"error": {"code": "...", "message": "...", "field":
+//! "..."}}` (`field` only when the error is about one), built from
+//! `bizops_errors::Error` (the cause is logged, never returned).
 
 use std::time::Duration;
 
