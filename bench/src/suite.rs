@@ -22,7 +22,7 @@ use tonic::transport::Channel;
 use crate::procs;
 
 /// The password of every bench account.
-pub const PASSWORD: &str = "correct horse battery staple 42";
+pub use bizops_testkit::PASSWORD;
 
 /// The service binaries, in the topology's order (report rows).
 pub fn binaries() -> Vec<String> {
@@ -36,11 +36,7 @@ fn bench_env(topology: &Topology, db: &TestDb) -> BTreeMap<String, Env> {
     for s in &topology.services {
         let mut env = Env::new();
         if s.database {
-            env.extend([
-                var("BIZOPS_DATABASE__URL", db.url(&format!("bizops_{}", s.name))),
-                var("BIZOPS_DATABASE__SYSTEM_URL", db.url(&format!("bizops_{}_system", s.name))),
-                var("BIZOPS_DATABASE__MIGRATE_URL", db.url("bizops_migrator")),
-            ]);
+            env.extend(db.env(&s.name));
         }
         env.extend(match s.name.as_str() {
             // Production scrypt parameters (the default); the failure throttles and the

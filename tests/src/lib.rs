@@ -77,12 +77,3 @@ impl Service {
         self.0.stop(Duration::from_secs(30)).await.unwrap_or_else(|e| panic!("{e:#}"))
     }
 }
-
-/// The `BIZOPS_DATABASE__*` variables of service `svc` on a test database.
-pub fn database_env(db: &bizops_testkit::TestDb, svc: &str) -> Vec<(String, String)> {
-    vec![
-        ("BIZOPS_DATABASE__URL".into(), db.url(&format!("bizops_{svc}"))),
-        ("BIZOPS_DATABASE__SYSTEM_URL".into(), db.url(&format!("bizops_{svc}_system"))),
-        ("BIZOPS_DATABASE__MIGRATE_URL".into(), db.url("bizops_migrator")),
-    ]
-}

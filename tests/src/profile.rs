@@ -57,7 +57,7 @@ pub fn env(
             env.push(var("BIZOPS_NATS__PREFIX", prefix));
         }
         if s.database {
-            env.extend(crate::database_env(db, &s.name));
+            env.extend(db.env(&s.name));
             env.extend([
                 var("BIZOPS_DATABASE__MAX_CONNECTIONS", "6"),
                 var("BIZOPS_DATABASE__SYSTEM_MAX_CONNECTIONS", "4"),

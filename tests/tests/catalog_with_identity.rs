@@ -5,7 +5,7 @@
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use bizops_authn::{ServiceSigner, SigningKey};
-use bizops_e2e::{Service, database_env, migrate};
+use bizops_e2e::{Service, migrate};
 use bizops_proto::{
     catalog::v1::{self as cpb, catalog_service_client::CatalogServiceClient},
     identity::v1::{self as ipb, identity_service_client::IdentityServiceClient},
@@ -22,7 +22,7 @@ async fn a_session_from_identity_works_at_the_catalog() {
     let db = bizops_testkit::TestDb::empty().await.unwrap();
     let gateway = ServiceSigner::new("gateway", SigningKey::generate("gateway").unwrap());
 
-    let mut identity_env = database_env(&db, "identity");
+    let mut identity_env = db.env("identity");
     let signing = SigningKey::generate("e2e-k1").unwrap();
     identity_env
         .push(("BIZOPS_KEYS__SIGNING_KEY".into(), signing.to_secret_string().expose_secret().to_owned()));
@@ -32,7 +32,7 @@ async fn a_session_from_identity_works_at_the_catalog() {
 
     // identity's URL and the keyring under their deprecated names: they still work,
     // and the catalog's log says what to use instead.
-    let mut catalog_env = database_env(&db, "catalog");
+    let mut catalog_env = db.env("catalog");
     catalog_env.extend([
         ("BIZOPS_AUTH__IDENTITY_URL".into(), identity.url()),
         ("BIZOPS_AUTH__TRUSTED_CALLERS".into(), gateway.public_key().to_config_string()),

@@ -426,6 +426,12 @@ async fn every_error_has_the_one_json_shape() {
     let r = b.post_json("/api/v1/pilots", &json!({"spec": {"title": "x"}, "colour": "red"})).await;
     r.assert_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT");
     assert!(r.json()["error"]["message"].as_str().unwrap().contains("colour"), "{}", r.body);
+    // A body error deeper down names its path in the body.
+    let teleport = json!({"spec": {"title": "x", "steps": [{"key": "a", "kind": "teleport", "config": {}}]}});
+    let r = b.post_json("/api/v1/pilots", &teleport).await;
+    r.assert_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT");
+    assert!(r.json()["error"]["field"].as_str().unwrap().starts_with("spec.steps[0]"), "{}", r.body);
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("teleport"), "{}", r.body);
 
     // The catalog's validation message passes through, naming the field.
     let r = b.post_json("/api/v1/pilots", &json!({"spec": {"title": "", "steps": []}})).await;

@@ -3,7 +3,7 @@
 //! logs without secrets, and a graceful exit on SIGTERM.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use bizops_e2e::{Service, command, database_env, migrate};
+use bizops_e2e::{Service, command, migrate};
 use bizops_proto::identity::v1::{self as pb, identity_service_client::IdentityServiceClient};
 use tonic_reflection::pb::v1::{
     ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
@@ -16,7 +16,7 @@ async fn identity_binary_migrates_serves_reflects_and_stops_on_sigterm() {
     let db = bizops_testkit::TestDb::empty().await.unwrap();
     let key = bizops_authn::SigningKey::generate("e2e").unwrap();
     let key_text = secrecy::ExposeSecret::expose_secret(&key.to_secret_string()).to_owned();
-    let mut env = database_env(&db, "identity");
+    let mut env = db.env("identity");
     env.push(("BIZOPS_KEYS__SIGNING_KEY".into(), key_text.clone()));
     env.push(("BIZOPS_SCRYPT__LOG_N".into(), "10".into()));
 

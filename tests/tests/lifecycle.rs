@@ -226,6 +226,8 @@ async fn deleting_an_account_removes_everything_everywhere_while_webhooks_keep_c
             let mut i = 0u64;
             // A steady stream, one webhook every 20 ms.
             let mut pace = tokio::time::interval(Duration::from_millis(20));
+            // After a slow answer, the next one waits its turn (no catch-up burst).
+            pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 pace.tick().await;
                 let (pilot, secret) = &targets[(i % 2) as usize];

@@ -7,7 +7,7 @@ use bizops_errors::{Error, ErrorCode};
 use bizops_proto::catalog::v1 as pb;
 use serde::{Deserialize, Serialize};
 
-use crate::{PilotSpec, Step, default_true};
+use crate::{PilotSpec, RawStep, Step, default_true};
 
 /// The value of `format`.
 pub const FORMAT: &str = "bizops.pilot/v1";
@@ -118,16 +118,10 @@ pub fn parse(json: &str, max_bytes: usize) -> Result<pb::PilotSpec, Error> {
         .into_iter()
         .enumerate()
         .map(|(i, step)| {
-            serde_json::from_value::<Step>(step).map_err(|e| {
-                // Errors in a step's config read `config: …`; say which step.
-                let message = e.to_string();
-                match message.split_once(": ") {
-                    Some((field, problem)) if field == "config" || field == "kind" => {
-                        Error::invalid(&format!("pilot.steps[{i}].{field}"), problem)
-                    }
-                    _ => Error::invalid(&format!("pilot.steps[{i}]"), message),
-                }
-            })
+            let raw: RawStep =
+                serde_json::from_value(step).map_err(|e| Error::invalid(&format!("pilot.steps[{i}]"), e))?;
+            Step::try_from(raw)
+                .map_err(|e| Error::invalid(&format!("pilot.steps[{i}].{}", e.field), e.problem))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(PilotSpec {

@@ -97,7 +97,7 @@ pub struct Step {
 /// are refused at both levels, and an error in `config` says so.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawStep {
+pub(crate) struct RawStep {
     key: String,
     #[serde(default)]
     name: String,
@@ -111,18 +111,36 @@ struct RawStep {
     retry: Option<RetryPolicy>,
 }
 
-impl TryFrom<RawStep> for Step {
-    type Error = String;
+/// Why a step's `kind` or `config` could not be read: which of the two, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepError {
+    /// `kind` or `config`.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
 
-    fn try_from(raw: RawStep) -> Result<Self, String> {
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+impl TryFrom<RawStep> for Step {
+    type Error = StepError;
+
+    fn try_from(raw: RawStep) -> Result<Self, StepError> {
         let kind = match raw.kind {
             serde_json::Value::String(name) if KINDS.contains(&name.as_str()) => name,
             other => {
-                return Err(format!("kind: {other} is not a step kind (one of {})", KINDS.join(", ")));
+                return Err(StepError {
+                    field: "kind",
+                    problem: format!("{other} is not a step kind (one of {})", KINDS.join(", ")),
+                });
             }
         };
         let kind = StepKind::deserialize(serde_json::json!({ "kind": kind, "config": raw.config }))
-            .map_err(|e| format!("config: {e}"))?;
+            .map_err(|e| StepError { field: "config", problem: e.to_string() })?;
         Ok(Self {
             key: raw.key,
             name: raw.name,
@@ -212,7 +230,7 @@ pub struct AiConfig {
     #[cfg_attr(feature = "openapi", schema(required = true, nullable = false))]
     pub task: Option<AiTask>,
     /// Template of the text to work on (required except for generate).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub input: String,
     /// classify: labels to choose from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -482,7 +500,7 @@ mod tests {
         assert_eq!(step.kind, StepKind::Ai(AiConfig::default()));
         assert_eq!(
             serde_json::to_value(&step).unwrap(),
-            serde_json::json!({"key": "a", "kind": "ai", "config": {}})
+            serde_json::json!({"key": "a", "kind": "ai", "config": {"input": ""}})
         );
     }
 

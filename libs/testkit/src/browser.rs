@@ -17,8 +17,7 @@ use crate::wait::Polling;
 pub const COOKIE: &str = "__Host-bizops_session";
 /// The public origin tests give the gateway, sent as `Origin` by browsers.
 pub const ORIGIN: &str = "https://gateway.test";
-/// The password of every test account (long and unusual enough for the policy).
-pub const PASSWORD: &str = "correct horse battery staple 42";
+pub use crate::PASSWORD;
 
 /// A response, read whole.
 #[derive(Debug)]

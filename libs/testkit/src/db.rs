@@ -79,6 +79,16 @@ impl TestDb {
         format!("{}?sslmode=disable", with_database(&self.admin, role, &self.name))
     }
 
+    /// The `BIZOPS_DATABASE__*` variables of service `svc` on this database: its
+    /// service role, its system role and the migrator.
+    pub fn env(&self, svc: &str) -> Vec<(String, String)> {
+        vec![
+            ("BIZOPS_DATABASE__URL".into(), self.url(&format!("bizops_{svc}"))),
+            ("BIZOPS_DATABASE__SYSTEM_URL".into(), self.url(&format!("bizops_{svc}_system"))),
+            ("BIZOPS_DATABASE__MIGRATE_URL".into(), self.url("bizops_migrator")),
+        ]
+    }
+
     /// A superuser pool on this database, for assertions that must see every row.
     pub async fn superuser_pool(&self) -> anyhow::Result<sqlx::PgPool> {
         Ok(PgPoolOptions::new()

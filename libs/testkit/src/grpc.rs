@@ -1,5 +1,6 @@
-//! Calling a service in a test: a request with a bearer token, the stable error
-//! code of a failed call, and an assertion on both codes of a failure.
+//! Calling a service in a test: a request with a bearer token (and, for a fake
+//! service, the token a request carries), the stable error code of a failed call,
+//! and an assertion on both codes of a failure.
 
 use std::fmt::Debug;
 
@@ -13,6 +14,12 @@ pub fn authed<T>(token: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert("authorization", value);
     request
+}
+
+/// The token of a request's `authorization: Bearer <token>`, as a fake service
+/// reads it ([`authed`] the other way round).
+pub fn bearer_of<T>(request: &Request<T>) -> Option<&str> {
+    request.metadata().get("authorization")?.to_str().ok()?.strip_prefix("Bearer ")
 }
 
 /// The stable error code of a failed call (e.g. `NOT_FOUND`); empty when it has none.

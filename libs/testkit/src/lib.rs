@@ -31,11 +31,14 @@ pub mod wait;
 use std::net::SocketAddr;
 
 pub use db::{TestDb, admin_url};
-pub use grpc::{assert_status, authed, code_of};
+pub use grpc::{assert_status, authed, bearer_of, code_of};
 pub use logs::{LogCapture, capture_logs};
 pub use quiesce::{consumers_quiet, quiesce, quiesce_with};
 pub use server::{InProcess, Until};
 pub use wait::{PATIENCE, Seen, eventually, until};
+
+/// The password of every test account (long and unusual enough for the policy).
+pub const PASSWORD: &str = "correct horse battery staple 42";
 
 /// An address on loopback with an OS-assigned port, for `App::build` in tests.
 pub fn any_port() -> SocketAddr {

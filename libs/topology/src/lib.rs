@@ -242,11 +242,6 @@ impl Topology {
         self.services.iter().find(|s| s.binary == binary)
     }
 
-    /// The services that connect to `name` (NetworkPolicy ingress).
-    pub fn callers_of(&self, name: &str) -> Vec<&str> {
-        self.services.iter().filter(|s| s.calls.iter().any(|c| c == name)).map(|s| s.name.as_str()).collect()
-    }
-
     /// Every identity that needs a service key: services holding one, then callers.
     pub fn identities(&self) -> Vec<&str> {
         let services = self.services.iter().filter(|s| s.holds(Key::Service)).map(|s| s.name.as_str());
@@ -347,7 +342,6 @@ mod tests {
         let order: Vec<&str> = t.start_order().unwrap().iter().map(|s| s.binary.as_str()).collect();
         assert_eq!(order, ["pilot-catalog", "credential-vault", "executor", "identity", "gateway"]);
         assert_eq!(t.identities(), ["identity", "executor", "gateway", "ops"]);
-        assert_eq!(t.callers_of("executor"), ["identity", "gateway"]);
         assert_eq!(t.service("gateway").unwrap().addr_var(), "BIZOPS_HTTP_ADDR");
     }
 

@@ -130,7 +130,11 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { max_steps: 50, max_document_bytes: 256 * 1024, max_pilots: 500 }
+        Self {
+            max_steps: bizops_pilot_spec::limits::MAX_STEPS,
+            max_document_bytes: 256 * 1024,
+            max_pilots: 500,
+        }
     }
 }
 

@@ -125,9 +125,7 @@ fn validate_steps(steps: &[pb::Step]) -> Result<(), Error> {
             return Err(at.err("name", format!("must be at most {MAX_STEP_NAME} characters")));
         }
         let Some(kind) = &step.kind else {
-            return Err(
-                at.err("kind", "is required (ai, slack, email, http, transform, condition or approval)")
-            );
+            return Err(at.err("kind", format!("is required ({})", one_of(&bizops_pilot_spec::KINDS))));
         };
         let refs = Refs { env: &env, at: &at, position: &position };
         validate_kind(kind, step, &refs)?;
@@ -286,6 +284,15 @@ fn validate_kind(kind: &Kind, step: &pb::Step, r: &Refs<'_>) -> Result<(), Error
         }
     }
     Ok(())
+}
+
+/// `a, b or c`.
+fn one_of(names: &[&str]) -> String {
+    match names.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }
 
 /// The environment templates are parsed with (the executor renders with the same
@@ -459,16 +466,10 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    use bizops_testkit::steps::{step, transform};
+
     fn limits() -> Limits {
         Limits { max_steps: 50, max_document_bytes: 256 * 1024 }
-    }
-
-    fn step(key: &str, kind: Kind) -> pb::Step {
-        pb::Step { key: key.into(), kind: Some(kind), ..Default::default() }
-    }
-
-    fn transform(t: &str) -> Kind {
-        Kind::Transform(pb::TransformStep { template: t.into() })
     }
 
     fn spec(steps: Vec<pb::Step>) -> pb::PilotSpec {

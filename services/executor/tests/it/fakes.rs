@@ -52,13 +52,8 @@ impl cs::CatalogService for FakeCatalog {
         &self,
         r: Request<cpb::GetPilotRequest>,
     ) -> Result<Response<cpb::GetPilotResponse>, Status> {
-        let token = r
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| Status::unauthenticated("no token"))?
-            .to_owned();
+        let token =
+            bizops_testkit::bearer_of(&r).ok_or_else(|| Status::unauthenticated("no token"))?.to_owned();
         let owner = self
             .0
             .sessions

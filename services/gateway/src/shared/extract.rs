@@ -68,13 +68,33 @@ fn json_rejection(rejection: &axum::extract::rejection::JsonRejection) -> Error 
         R::JsonDataError(e) => {
             // serde's message names the field and what was expected.
             let detail: String = e.body_text().chars().take(300).collect();
-            Error::invalid(
-                "body",
-                detail.trim_start_matches("Failed to deserialize the JSON body into the target type: "),
-            )
+            let detail =
+                detail.trim_start_matches("Failed to deserialize the JSON body into the target type: ");
+            let error = Error::invalid("body", detail);
+            // The path of the value serde could not read (`spec.steps[0].config`).
+            match json_path(e) {
+                Some(path) => {
+                    let problem = detail.strip_prefix(&format!("{path}: ")).unwrap_or(detail).to_owned();
+                    error.with_field(path, problem)
+                }
+                None => error,
+            }
         }
         _ => Error::invalid("body", "could not be read"),
     }
+}
+
+/// Where in the body a JSON data error is (`None` at the top level).
+fn json_path(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(e);
+    while let Some(error) = next {
+        if let Some(found) = error.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>() {
+            let path = found.path().to_string();
+            return (path != ".").then_some(path);
+        }
+        next = error.source();
+    }
+    None
 }
 
 /// A path parameter whose rejections (not a number, not UTF-8) use the one error shape.

@@ -10,7 +10,7 @@ pub fn parse_id(field: &str, text: &str) -> Result<Uuid, Error> {
     text.trim().parse::<Uuid>().map_err(|_| Error::invalid(field, "must be a UUID"))
 }
 
-/// The page size to ask a backend for: at most 100; 0 (unset) lets it choose.
+/// The page size to ask a backend for: at most the backends' maximum; 0 (unset) lets it choose.
 pub fn page(size: Option<u32>) -> u32 {
-    size.unwrap_or(0).min(100)
+    size.unwrap_or(0).min(bizops_runtime::paging::MAX_PAGE_SIZE)
 }

@@ -125,12 +125,7 @@ impl Fakes {
     }
 
     fn bearer<T>(request: &Request<T>) -> Option<String> {
-        request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::to_owned)
+        bizops_testkit::bearer_of(request).map(str::to_owned)
     }
 
     /// The owner behind the request's session, like the real services' caller layer.

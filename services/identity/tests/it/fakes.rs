@@ -118,12 +118,7 @@ impl<W: Which> tonic::server::UnaryService<DeleteOwnerDataRequest> for Handler<W
 
     fn call(&mut self, request: Request<DeleteOwnerDataRequest>) -> Self::Future {
         let verifier = ServiceVerifier::new(W::AUDIENCE, [&self.fakes.identity]);
-        let token = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
+        let token = bizops_testkit::bearer_of(&request).unwrap_or_default();
         if verifier.verify(token).is_err() {
             return std::future::ready(Err(Status::unauthenticated("no valid identity service token")));
         }

@@ -15,7 +15,7 @@ use tonic::{Request, Status, transport::Channel};
 
 pub use crate::fakes::Fakes;
 
-pub const PASSWORD: &str = "correct horse battery staple 42";
+pub use bizops_testkit::PASSWORD;
 pub const NEW_PASSWORD: &str = "velvet otter juggling seven lanterns";
 
 /// Cheap scrypt for tests (production parameters are exercised in `ops`).
