@@ -44,6 +44,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     fs::write(out.join("bizops_descriptor.bin"), fds.encode_to_vec())?;
 
     tonic_prost_build::configure()
+        // A webhook's body travels gateway → catalog (to verify) → JetStream as
+        // reference-counted `Bytes`: no copy per hop or per retry.
+        .bytes(".bizops.catalog.v1.VerifyWebhookRequest.body")
+        .bytes(".bizops.events.v1.Trigger.payload")
         .build_client(true)
         .build_server(true)
         .skip_debug(REDACTED.iter().map(|name| format!(".{name}")))

@@ -179,6 +179,8 @@ impl Suite {
         let profile::Fakes { slack, resend, anthropic } = fakes;
 
         let mut configs = Configs { identity, catalog, vault, executor, gateway };
+        // The executor runs in this test binary; templates render in its own binary.
+        configs.executor.templates.worker = Some(crate::bin_dir().join("executor"));
         for addr in [
             &mut configs.identity.grpc_addr,
             &mut configs.identity.metrics_addr,

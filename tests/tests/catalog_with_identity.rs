@@ -85,7 +85,7 @@ async fn a_session_from_identity_works_at_the_catalog() {
                     name: "x-pilot-secret".into(),
                     value: created.webhook_secret.clone(),
                 }],
-                body: b"{}".to_vec(),
+                body: b"{}".to_vec().into(),
             },
         ))
         .await

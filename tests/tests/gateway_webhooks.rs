@@ -135,7 +135,7 @@ async fn an_accepted_webhook_is_stored_before_the_202_and_runs_when_the_executor
     assert_eq!(t.pilot_version, 1);
     assert_eq!(t.idempotency_key, "msg_abc");
     assert_eq!(t.source(), events::TriggerSource::Webhook);
-    assert_eq!(t.payload, br#"{"id": 7}"#);
+    assert_eq!(t.payload.as_ref(), br#"{"id": 7}"#);
     assert_eq!(t.content_type, "application/json");
     assert!(t.accepted_at.is_some());
 

@@ -23,6 +23,12 @@
   value: {{ include "bizops.grpcUrl" (dict "root" . "c" "vault") | quote }}
 {{ include "bizops.natsEnv" . }}
 {{ include "bizops.secretEnv" (dict "env" "BIZOPS_NOTIFICATIONS__RESEND_API_KEY" "secret" $v.providerKeys.secretName "key" $v.providerKeys.resendKey "optional" true) }}
+# Password hashes at once follow the container's memory limit (128 MiB each).
+- name: BIZOPS_SCRYPT__MEMORY_MIB
+  valueFrom:
+    resourceFieldRef:
+      resource: limits.memory
+      divisor: 1Mi
 {{- include "bizops.extraEnv" $s.env }}
 {{- end -}}
 

@@ -168,7 +168,7 @@ mod tests {
                 name: "x-pilot-secret".into(),
                 value: "whsec_canary".into(),
             }],
-            body: b"{\"card\":\"4111\"}".to_vec(),
+            body: b"{\"card\":\"4111\"}".to_vec().into(),
         };
         let text = format!("{verify:?}");
         assert!(!text.contains("whsec_canary") && !text.contains("4111"), "{text}");

@@ -184,8 +184,12 @@ pub async fn anthropic(
     if !status.is_success() {
         return Err(StepError::http("Anthropic", status));
     }
-    let answer: Value =
-        response.json().await.map_err(|_| StepError::permanent("Anthropic returned an unreadable answer"))?;
+    let (answer, truncated) = crate::steps::read_capped(response, crate::steps::PROVIDER_ANSWER_MAX).await?;
+    if truncated {
+        return Err(StepError::permanent("Anthropic's answer was larger than 4 MiB"));
+    }
+    let answer: Value = serde_json::from_slice(&answer)
+        .map_err(|_| StepError::permanent("Anthropic returned an unreadable answer"))?;
     let text = answer["content"]
         .as_array()
         .and_then(|blocks| blocks.iter().find_map(|b| b["text"].as_str()))

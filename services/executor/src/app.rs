@@ -24,6 +24,7 @@ use crate::{
     maintenance::{self, Scheduler},
     net::Network,
     progress::Progress,
+    sandbox::{Limits, Templates},
     store::PgRunStore,
     system::SystemStore,
 };
@@ -42,6 +43,7 @@ pub struct App {
     me: String,
     clock: Arc<dyn Clock>,
     progress: Progress,
+    templates: Templates,
 }
 
 impl App {
@@ -57,6 +59,11 @@ impl App {
         for n in &config.http.allowed_networks {
             Network::parse(n).map_err(|e| anyhow::anyhow!("BIZOPS_HTTP__ALLOWED_NETWORKS: {e}"))?;
         }
+        let templates = Templates::new(
+            &config.templates,
+            Limits { fuel: config.steps.template_fuel, max_output: config.steps.max_output_bytes },
+        )?;
+        templates.check().await?;
         let auth = AuthLayer::new(config.auth.authenticator(SERVICE_NAME, config.identity_url.as_deref())?);
         let service_pool = bizops_runtime::db::pool(&config.database, SERVICE_NAME, DbRole::Service).await?;
         let system_pool = bizops_runtime::db::pool(&config.database, SERVICE_NAME, DbRole::System).await?;
@@ -77,6 +84,7 @@ impl App {
             me: format!("executor-{}", Uuid::now_v7().simple()),
             clock: Arc::new(SystemClock),
             progress: Progress::default(),
+            templates,
             config,
         })
     }
@@ -127,6 +135,7 @@ impl App {
             self.clients.clone(),
             events.clone(),
             self.progress.clone(),
+            self.templates,
         )?;
         let deleter = Deleter {
             system: self.system.clone(),

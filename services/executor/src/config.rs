@@ -1,6 +1,6 @@
 //! Configuration of the executor (defaults → file → `BIZOPS_*` env).
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use bizops_authn::AuthConfig;
 use bizops_bus::NatsConfig;
@@ -43,6 +43,8 @@ pub struct ExecutorConfig {
     pub runs: RunsConfig,
     /// Step defaults and limits (`BIZOPS_STEPS__*`).
     pub steps: StepsConfig,
+    /// The template sandbox (`BIZOPS_TEMPLATES__*`).
+    pub templates: TemplatesConfig,
     /// AI steps (`BIZOPS_AI__*`).
     pub ai: AiConfig,
     /// Outside services (`BIZOPS_PROVIDERS__*`).
@@ -74,6 +76,7 @@ impl Default for ExecutorConfig {
             intake: IntakeConfig::default(),
             runs: RunsConfig::default(),
             steps: StepsConfig::default(),
+            templates: TemplatesConfig::default(),
             ai: AiConfig::default(),
             providers: ProvidersConfig::default(),
             http: HttpConfig::default(),
@@ -158,6 +161,9 @@ pub struct RunsConfig {
     /// Default deadline of a pending approval.
     #[serde(deserialize_with = "duration")]
     pub approval_expiry: Duration,
+    /// Takeovers (an executor stopped while holding the run) after which a run
+    /// is failed as poisoned instead of being executed again.
+    pub max_takeovers: i32,
 }
 
 impl Default for RunsConfig {
@@ -170,6 +176,7 @@ impl Default for RunsConfig {
             sweep_interval: Duration::from_secs(300),
             concurrency: 64,
             approval_expiry: Duration::from_secs(72 * 3600),
+            max_takeovers: 3,
         }
     }
 }
@@ -207,6 +214,36 @@ impl Default for StepsConfig {
             template_fuel: 100_000,
             max_output_bytes: 1024 * 1024,
             preview_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// The template sandbox: worker processes that render under a memory limit
+/// (see `sandbox.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemplatesConfig {
+    /// The worker program: the executor binary (default: this executable).
+    pub worker: Option<PathBuf>,
+    /// Workers rendering at once (the rest wait their turn); with `memory_mib`,
+    /// what the container's memory limit must leave room for.
+    pub workers: usize,
+    /// Memory one render may use beyond what a worker maps at start, in MiB.
+    pub memory_mib: u64,
+    /// Longest a render may take (fuel bounds instructions; this bounds time).
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for TemplatesConfig {
+    fn default() -> Self {
+        Self {
+            worker: None,
+            // Not the core count: on a big node that would be many times the
+            // container's memory (each worker may use `memory_mib`).
+            workers: 2,
+            memory_mib: 256,
+            timeout: Duration::from_secs(10),
         }
     }
 }

@@ -35,8 +35,9 @@ use crate::{
     net::{Guard, Network},
     progress::{Held, Progress},
     redact::Redactor,
+    sandbox::Templates,
     steps::{self, Credential, StepEnv, StepError},
-    template::{self, Templates},
+    template,
 };
 
 /// Everything run execution needs; cheap to clone.
@@ -158,12 +159,12 @@ impl<L: LeaseStore> Engine<L> {
         clients: Clients,
         events: Events,
         progress: Progress,
+        templates: Templates,
     ) -> anyhow::Result<(Self, mpsc::UnboundedReceiver<Queued>)> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .build()?;
-        let templates = Templates::new(config.steps.template_fuel, config.steps.max_output_bytes);
         let guard =
             Guard::new(config.http.allowed_networks.iter().filter_map(|n| Network::parse(n).ok()).collect());
         let (queue, rx) = mpsc::unbounded_channel();
@@ -193,6 +194,11 @@ impl<L: LeaseStore> Engine<L> {
     /// How long a run's lease lasts.
     pub fn lease(&self) -> Duration {
         self.inner.config.runs.lease
+    }
+
+    /// The template sandbox.
+    pub fn templates(&self) -> &Templates {
+        &self.inner.templates
     }
 
     /// The executor's progress counters.
@@ -291,7 +297,12 @@ impl<L: LeaseStore> Engine<L> {
         };
         let (done, renewer) = self.renew_until_done(id);
         let started = Instant::now();
-        if let Err(e) = self.run(claimed).await {
+        let result = if claimed.takeovers >= self.inner.config.runs.max_takeovers.max(1) {
+            self.poison(&claimed).await
+        } else {
+            self.run(claimed).await
+        };
+        if let Err(e) = result {
             tracing::warn!(error = %e, "run interrupted; it will be retried");
             let _ = self.inner.leases.release(id, me, Duration::from_secs(5)).await;
         }
@@ -320,6 +331,39 @@ impl<L: LeaseStore> Engine<L> {
             }
         });
         (done_tx, renewer)
+    }
+
+    /// Fails a run that executors kept stopping on (out of memory, killed) rather
+    /// than handing it to the next one: the step it was at records why.
+    async fn poison(&self, claimed: &Claimed) -> anyhow::Result<()> {
+        let spec =
+            match self.inner.clients.version(claimed.owner_id, claimed.pilot_id, claimed.pilot_version).await
+            {
+                Ok(Lookup::Found(v)) => Some(v.spec),
+                _ => None,
+            };
+        let at = usize::try_from(claimed.next_step).unwrap_or(0);
+        let at_step = spec.as_ref().and_then(|s| s.steps.get(at));
+        let error = format!(
+            "poisoned: the executor stopped {} times while running this run (out of memory or killed), so it is \
+             not tried again{}",
+            claimed.takeovers,
+            at_step.map(|s| format!("; it was at step \"{}\" or a later one", s.key)).unwrap_or_default()
+        );
+        tracing::warn!(takeovers = claimed.takeovers, "run poisoned");
+        metrics::counter!("executor_runs_poisoned_total").increment(1);
+        let pending = at_step
+            .map(|s| {
+                let rec = StepRecord {
+                    status: step::FAILED,
+                    error: Some(error.clone()),
+                    finished_at: Some(OffsetDateTime::now_utc()),
+                    ..started(at, s)
+                };
+                vec![Pending { rec, elapsed: None }]
+            })
+            .unwrap_or_default();
+        self.finish_with(claimed.id, run::FAILED, Some(&error), pending).await
     }
 
     async fn finish(&self, id: Uuid, status: i16, error: Option<&str>) -> anyhow::Result<()> {
@@ -621,7 +665,7 @@ impl<L: LeaseStore> Engine<L> {
         base: &StepRecord,
     ) -> anyhow::Result<()> {
         let message = match &step.kind {
-            Some(Kind::Approval(a)) => self.inner.templates.render(&a.message, &cx.scope),
+            Some(Kind::Approval(a)) => self.inner.templates.render(&a.message, &cx.scope).await,
             _ => Ok(format!("Step \"{}\" ({}) is about to run. Approve?", step.key, base.kind)),
         };
         let message = match message {
@@ -733,8 +777,10 @@ impl<L: LeaseStore> Engine<L> {
     ) -> Result<Produced, StepError> {
         match step.kind.as_ref() {
             None => Err(StepError::permanent("the step has no kind")),
-            Some(Kind::Transform(t)) => steps::transform(env, t).map(|v| (v, None)),
-            Some(Kind::Condition(c)) => steps::condition(env, c).map(|b| (json!({ "result": b }), None)),
+            Some(Kind::Transform(t)) => steps::transform(env, t).await.map(|v| (v, None)),
+            Some(Kind::Condition(c)) => {
+                steps::condition(env, c).await.map(|b| (json!({ "result": b }), None))
+            }
             Some(Kind::Slack(s)) => steps::slack(env, s).await.map(|v| (v, None)),
             Some(Kind::Email(e)) => steps::email(env, e).await.map(|v| (v, None)),
             Some(Kind::Http(h)) => {
@@ -746,13 +792,10 @@ impl<L: LeaseStore> Engine<L> {
     }
 
     async fn ai(&self, env: &StepEnv<'_>, a: &pb::AiStep) -> Result<Produced, StepError> {
-        let render = |field: &str, source: &str| {
-            env.templates.render(source, env.ctx).map_err(|e| StepError::permanent(format!("{field}: {e}")))
-        };
         let request = ai::Request {
             task: a.task(),
-            input: render("ai.input", &a.input)?,
-            prompt: render("ai.prompt", &a.prompt)?,
+            input: env.render("ai.input", &a.input).await?,
+            prompt: env.render("ai.prompt", &a.prompt).await?,
             labels: a.labels.clone(),
             fields: a.fields.clone(),
             model: if a.model.is_empty() {

@@ -164,7 +164,7 @@ impl<S: RunStore> Executor<S> {
             pilot_version: found.version,
             idempotency_key: format!("manual:{key}"),
             source: ev::TriggerSource::Manual as i32,
-            payload: payload.into_bytes(),
+            payload: payload.into_bytes().into(),
             content_type: "application/json".into(),
             accepted_at: Some(to_proto(OffsetDateTime::now_utc())),
             ..Default::default()
@@ -278,7 +278,7 @@ impl<S: RunStore> ExecutorService for Executor<S> {
                     pilot_version: original.pilot_version,
                     idempotency_key: format!("replay:{}", Uuid::now_v7()),
                     source: ev::TriggerSource::Replay as i32,
-                    payload,
+                    payload: payload.into(),
                     content_type,
                     accepted_at: Some(to_proto(OffsetDateTime::now_utc())),
                     replay_of_run_id: original.id.to_string(),

@@ -27,7 +27,8 @@ pub type Decision = (i16, Option<Uuid>, Option<String>);
 /// ours (cancelled, deleted, taken over) writes nothing and returns `None`/`false`.
 pub trait LeaseStore: Clone + Send + Sync + 'static {
     /// Takes (or renews) the lease of a run that is queued or running and not held
-    /// by a live executor; returns what is needed to execute it.
+    /// by a live executor; returns what is needed to execute it. Taking a lease
+    /// that ran out in another executor's hands counts a takeover.
     fn claim(
         &self,
         id: Uuid,
@@ -95,7 +96,8 @@ pub trait LeaseStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<RunState>, sqlx::Error>> + Send;
 
     /// Gives up a lease without finishing (shutdown, a dependency down): the run
-    /// is retried after `delay` by whichever executor's reaper sees it first.
+    /// is retried after `delay` by whichever executor's reaper sees it first (no
+    /// one claims it before; a release is not a takeover).
     fn release(
         &self,
         run_id: Uuid,
@@ -127,12 +129,17 @@ impl LeaseStore for PgLeaseStore {
     async fn claim(&self, id: Uuid, me: &str, lease: Duration) -> Result<Option<Claimed>, sqlx::Error> {
         // One statement: the lease, the payload and the finished steps' outputs.
         let row = sqlx::query!(
+            // A lease taken from another holder whose lease ran out is a takeover:
+            // that holder stopped without finishing or releasing the run.
             r#"UPDATE executor.runs r
              SET lease_owner = $2, lease_until = now() + $3, status = $5,
-                 started_at = COALESCE(r.started_at, now())
+                 started_at = COALESCE(r.started_at, now()),
+                 takeovers = r.takeovers
+                     + CASE WHEN r.lease_owner IS NOT NULL AND r.lease_owner <> $2 THEN 1 ELSE 0 END
              WHERE r.id = $1 AND r.status IN ($4, $5)
-               AND (r.lease_owner IS NULL OR r.lease_until < now() OR r.lease_owner = $2)
-             RETURNING r.owner_id, r.pilot_id, r.pilot_version, r.next_step,
+               AND (r.lease_owner = $2 OR r.lease_until < now()
+                    OR (r.lease_owner IS NULL AND r.lease_until IS NULL))
+             RETURNING r.owner_id, r.pilot_id, r.pilot_version, r.next_step, r.takeovers,
                  (SELECT j.payload FROM executor.jobs j WHERE j.id = r.job_id) AS payload,
                  (SELECT j.content_type FROM executor.jobs j WHERE j.id = r.job_id) AS content_type,
                  (SELECT jsonb_agg(jsonb_build_array(s.idx, s.step_key, s.output) ORDER BY s.idx)
@@ -168,6 +175,7 @@ impl LeaseStore for PgLeaseStore {
             pilot_id: row.pilot_id,
             pilot_version: row.pilot_version,
             next_step: row.next_step,
+            takeovers: row.takeovers,
             payload,
             outputs,
         }))
@@ -367,7 +375,7 @@ impl LeaseStore for PgLeaseStore {
 
     async fn release(&self, run_id: Uuid, me: &str, delay: Duration) -> Result<(), sqlx::Error> {
         sqlx::query!(
-            "UPDATE executor.runs SET lease_until = now() + $3 WHERE id = $1 AND lease_owner = $2",
+            "UPDATE executor.runs SET lease_owner = NULL, lease_until = now() + $3 WHERE id = $1 AND lease_owner = $2",
             run_id,
             me,
             interval(delay),

@@ -3,7 +3,8 @@
 //!
 //! Layout: `app` wires it up; `intake` turns triggers into runs; `engine` executes
 //! runs under leases, writing through `lease` (the leased-run store); `steps`,
-//! `ai`, `net` (SSRF guard), `template` and `redact` are the step machinery;
+//! `ai`, `net` (SSRF guard), `template`, `sandbox` (templates rendered in
+//! memory-limited worker processes) and `redact` are the step machinery;
 //! `maintenance` holds the reaper, approval expiry, job sweeper and scheduler;
 //! `deletion` removes a Pilot's or an owner's data (for the RPC edge and the
 //! pilot-deleted consumer); `grpc` is the RPC edge; `store` the owner-scoped
@@ -27,6 +28,7 @@ pub mod net;
 mod pg;
 pub mod progress;
 pub mod redact;
+pub mod sandbox;
 pub mod steps;
 pub mod store;
 pub mod system;

@@ -183,7 +183,8 @@ impl Scheduler {
                 payload: serde_json::to_vec(&serde_json::json!({
                     "schedule_id": d.schedule_id,
                     "scheduled_for": tick.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-                }))?,
+                }))?
+                .into(),
                 content_type: "application/json".into(),
                 accepted_at: Some(to_proto(now)),
                 schedule_id: d.schedule_id.clone(),

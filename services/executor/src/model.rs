@@ -101,6 +101,8 @@ pub struct Claimed {
     pub pilot_version: i64,
     /// First unfinished step.
     pub next_step: i32,
+    /// Times the run was taken over from an executor that stopped holding it.
+    pub takeovers: i32,
     /// The trigger payload (None when the job was swept).
     pub payload: Option<(Vec<u8>, String)>,
     /// Outputs of finished steps by index: (key, output).

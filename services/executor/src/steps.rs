@@ -7,7 +7,7 @@ use bizops_proto::catalog::v1 as pb;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
 
-use crate::{config::ProvidersConfig, net::Guard, template::Templates};
+use crate::{config::ProvidersConfig, net::Guard, sandbox::Templates};
 
 /// A step attempt that failed: a message for the run (secrets are redacted before
 /// it is stored) and whether trying again could help.
@@ -44,6 +44,28 @@ impl StepError {
     }
 }
 
+/// Largest answer read from a provider API (Anthropic, Resend); the HTTP step
+/// reads up to `steps.max_output_bytes` of its endpoint's answer.
+pub const PROVIDER_ANSWER_MAX: usize = 4 * 1024 * 1024;
+
+/// Reads at most `cap` bytes of a response body as it arrives (never the whole
+/// body first); the flag tells whether the body was longer. The rest is not read:
+/// dropping the response closes the connection. A body that trickles is bounded
+/// by the step's timeout around the attempt.
+pub async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<(Vec<u8>, bool), StepError> {
+    let expected = response.content_length().and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
+    let mut body = Vec::with_capacity(expected.min(cap).min(64 * 1024));
+    while let Some(chunk) = response.chunk().await.map_err(StepError::network)? {
+        let room = cap - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
+}
+
 /// A credential resolved from the vault for this run.
 #[derive(Clone)]
 pub struct Credential {
@@ -74,8 +96,12 @@ pub struct StepEnv<'a> {
 }
 
 impl StepEnv<'_> {
-    fn render(&self, field: &str, source: &str) -> Result<String, StepError> {
-        self.templates.render(source, self.ctx).map_err(|e| StepError::permanent(format!("{field}: {e}")))
+    /// Renders one field's template (in the sandbox).
+    pub async fn render(&self, field: &str, source: &str) -> Result<String, StepError> {
+        self.templates
+            .render(source, self.ctx)
+            .await
+            .map_err(|e| StepError::permanent(format!("{field}: {e}")))
     }
 
     fn credential(&self, name: &str) -> Result<&Credential, StepError> {
@@ -88,16 +114,17 @@ impl StepEnv<'_> {
 }
 
 /// `transform`: renders the template and parses the result as JSON.
-pub fn transform(env: &StepEnv<'_>, t: &pb::TransformStep) -> Result<Value, StepError> {
-    let text = env.render("transform.template", &t.template)?;
+pub async fn transform(env: &StepEnv<'_>, t: &pb::TransformStep) -> Result<Value, StepError> {
+    let text = env.render("transform.template", &t.template).await?;
     serde_json::from_str(&text)
         .map_err(|e| StepError::permanent(format!("transform.template did not render valid JSON: {e}")))
 }
 
 /// `condition`: evaluates the expression.
-pub fn condition(env: &StepEnv<'_>, c: &pb::ConditionStep) -> Result<bool, StepError> {
+pub async fn condition(env: &StepEnv<'_>, c: &pb::ConditionStep) -> Result<bool, StepError> {
     env.templates
         .truthy(&c.expression, env.ctx)
+        .await
         .map_err(|e| StepError::permanent(format!("condition.expression: {e}")))
 }
 
@@ -105,7 +132,7 @@ pub fn condition(env: &StepEnv<'_>, c: &pb::ConditionStep) -> Result<bool, StepE
 pub async fn slack(env: &StepEnv<'_>, s: &pb::SlackStep) -> Result<Value, StepError> {
     let name = crate::template::connector(&s.connector, "slack");
     let url = env.credential(&name)?.value.clone();
-    let text = env.render("slack.text", &s.text)?;
+    let text = env.render("slack.text", &s.text).await?;
     let parsed = url::Url::parse(url.expose_secret())
         .map_err(|_| StepError::permanent(format!("the credential \"{name}\" is not a URL")))?;
     let host_ok = parsed
@@ -138,22 +165,22 @@ pub async fn email(env: &StepEnv<'_>, e: &pb::EmailStep) -> Result<Value, StepEr
     let key = env.credential(&name)?.value.clone();
     let mut to = Vec::with_capacity(e.to.len());
     for (i, t) in e.to.iter().enumerate() {
-        let rendered = env.render(&format!("email.to[{i}]"), t)?;
+        let rendered = env.render(&format!("email.to[{i}]"), t).await?;
         to.extend(rendered.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned));
     }
     if to.is_empty() || to.len() > 50 {
         return Err(StepError::permanent("email.to: needs 1-50 recipients after rendering"));
     }
     let mut body = json!({
-        "from": env.render("email.from", &e.from)?,
+        "from": env.render("email.from", &e.from).await?,
         "to": to,
-        "subject": env.render("email.subject", &e.subject)?,
+        "subject": env.render("email.subject", &e.subject).await?,
     });
     if !e.html.is_empty() {
-        body["html"] = Value::String(env.render("email.html", &e.html)?);
+        body["html"] = Value::String(env.render("email.html", &e.html).await?);
     }
     if !e.text.is_empty() {
-        body["text"] = Value::String(env.render("email.text", &e.text)?);
+        body["text"] = Value::String(env.render("email.text", &e.text).await?);
     }
     let response = env
         .http
@@ -168,13 +195,14 @@ pub async fn email(env: &StepEnv<'_>, e: &pb::EmailStep) -> Result<Value, StepEr
     if !response.status().is_success() {
         return Err(StepError::http("Resend", response.status()));
     }
-    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    let (answer, _) = read_capped(response, 64 * 1024).await?;
+    let answer: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
     Ok(json!({ "id": answer["id"], "to": body["to"], "subject": body["subject"] }))
 }
 
 /// `http`: calls the rendered URL through the SSRF guard, without redirects.
 pub async fn http(env: &StepEnv<'_>, h: &pb::HttpStep, max_body: usize) -> Result<Value, StepError> {
-    let raw_url = env.render("http.url", &h.url)?;
+    let raw_url = env.render("http.url", &h.url).await?;
     let url = url::Url::parse(raw_url.trim())
         .map_err(|_| StepError::permanent("http.url: did not render a valid URL"))?;
     if url.scheme() != "http" && url.scheme() != "https" {
@@ -201,14 +229,14 @@ pub async fn http(env: &StepEnv<'_>, h: &pb::HttpStep, max_body: usize) -> Resul
     };
     let mut request = client.request(method, url);
     for (i, header) in h.headers.iter().enumerate() {
-        let value = env.render(&format!("http.headers[{i}].value"), &header.value)?;
+        let value = env.render(&format!("http.headers[{i}].value"), &header.value).await?;
         request = request.header(header.name.as_str(), value);
     }
     if !h.bearer_connector.is_empty() {
         request = request.bearer_auth(env.credential(&h.bearer_connector)?.value.expose_secret());
     }
     if !h.body.is_empty() {
-        let body = env.render("http.body", &h.body)?;
+        let body = env.render("http.body", &h.body).await?;
         let json: Value = serde_json::from_str(&body)
             .map_err(|e| StepError::permanent(format!("http.body did not render valid JSON: {e}")))?;
         request = request.json(&json);
@@ -228,13 +256,12 @@ pub async fn http(env: &StepEnv<'_>, h: &pb::HttpStep, max_body: usize) -> Resul
     }
     let content_type =
         response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let bytes = response.bytes().await.map_err(StepError::network)?;
-    let body_bytes = &bytes[..bytes.len().min(max_body)];
-    let body = if content_type.contains("json") {
-        serde_json::from_slice(body_bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body_bytes).into_owned()))
+    let (body_bytes, truncated) = read_capped(response, max_body).await?;
+    let body = if content_type.contains("json") && !truncated {
+        serde_json::from_slice(&body_bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body_bytes).into_owned()))
     } else {
-        Value::String(String::from_utf8_lossy(body_bytes).into_owned())
+        Value::String(String::from_utf8_lossy(&body_bytes).into_owned())
     };
-    Ok(json!({ "status": status.as_u16(), "body": body, "truncated": bytes.len() > max_body }))
+    Ok(json!({ "status": status.as_u16(), "body": body, "truncated": truncated }))
 }

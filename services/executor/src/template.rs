@@ -1,6 +1,10 @@
 //! Rendering step inputs with minijinja, with limits: fuel (instructions per
 //! render), recursion depth and output size. Templates see `trigger`,
 //! `steps.<key>.output` and `secrets.<name>` (this run's credentials only).
+//!
+//! [`Renderer`] renders in the calling process and bounds neither memory nor
+//! time per instruction: the engine renders through [`crate::sandbox::Templates`],
+//! whose worker processes use a `Renderer` under a memory limit.
 
 use std::collections::BTreeSet;
 
@@ -9,18 +13,18 @@ use minijinja::{Environment, UndefinedBehavior, Value as Jinja};
 use serde_json::Value;
 
 /// A template environment with this deployment's limits.
-pub struct Templates {
+pub struct Renderer {
     env: Environment<'static>,
     max_output: usize,
 }
 
-impl std::fmt::Debug for Templates {
+impl std::fmt::Debug for Renderer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Templates").field("max_output", &self.max_output).finish_non_exhaustive()
+        f.debug_struct("Renderer").field("max_output", &self.max_output).finish_non_exhaustive()
     }
 }
 
-impl Templates {
+impl Renderer {
     /// `fuel` bounds the work of one render; `max_output` its size in bytes.
     pub fn new(fuel: u64, max_output: usize) -> Self {
         let mut env = Environment::new();
@@ -156,7 +160,7 @@ mod tests {
 
     #[test]
     fn renders_with_context_and_limits() {
-        let t = Templates::new(10_000, 1000);
+        let t = Renderer::new(10_000, 1000);
         let ctx = serde_json::json!({"trigger": {"name": "Ann"}, "steps": {"a": {"output": {"n": 2}}}});
         assert_eq!(t.render("Hi {{ trigger.name }} {{ steps.a.output.n * 2 }}", &ctx).unwrap(), "Hi Ann 4");
         assert!(t.render("{{ trigger.missing }}", &ctx).unwrap_err().contains("undefined"));

@@ -81,6 +81,12 @@ impl App {
         )?;
         let csrf = Csrf::new(csrf_key(&config, &service_key)?, origin.clone());
         let hsts = config.hsts.unwrap_or_else(|| origin.starts_with("https://"));
+        if config.rate_limits.login_per_email.is_some() {
+            tracing::warn!(
+                "BIZOPS_RATE_LIMITS__LOGIN_PER_EMAIL is ignored: the gateway no longer limits sign-ins per email \
+                 (identity throttles failed passwords per email and address)"
+            );
+        }
         if config.insecure_dev_cookies {
             tracing::warn!(
                 "insecure_dev_cookies: the session cookie is not Secure; never use this in production"
@@ -129,6 +135,14 @@ impl App {
             client_ip_header,
             publish_timeout: config.timeouts.publish,
             live_view: config.timeouts.live_view,
+            live_views: crate::shared::capacity::LiveViews::new(
+                config.limits.live_views_per_session,
+                config.limits.live_views,
+            ),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config.limits.max_in_flight.max(1))),
+            request_timeout: config.timeouts.request,
+            header_read: config.timeouts.header_read,
+            http2_max_streams: config.limits.http2_max_streams,
             nats,
             jetstream,
             subjects: config.nats.subjects()?,
@@ -190,22 +204,17 @@ impl App {
 
         let (router, _) = crate::routes::router(state.clone());
         let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
-        // TCP_NODELAY, so a small answer never waits for the client's delayed ACK.
-        let http = axum::serve::ListenerExt::tap_io(http, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let server = axum::serve(http, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async {
-                let _ = close_rx.await;
-            });
-        let mut server = tokio::spawn(async move { server.await });
+        let serving = Serving { header_read: state.header_read, http2_max_streams: state.http2_max_streams };
+        let mut server = tokio::spawn(serve(http, router, serving, async {
+            let _ = close_rx.await;
+        }));
         tracing::info!(service = SERVICE_NAME, %http_addr, %metrics_addr, "gateway serving");
 
         tokio::select! {
             () = until => {}
             result = &mut server => {
                 drop(shutdown);
-                result.context("HTTP server task")?.context("HTTP server")?;
+                result.context("HTTP server task")?;
                 anyhow::bail!("HTTP server stopped unexpectedly");
             }
         }
@@ -217,7 +226,7 @@ impl App {
         // `Shutdown` has no public trigger; dropping it resolves every `Stopped`.
         drop(shutdown);
         match tokio::time::timeout(grace, &mut server).await {
-            Ok(result) => result.context("HTTP server task")?.context("HTTP server")?,
+            Ok(result) => result.context("HTTP server task")?,
             Err(_) => {
                 tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time");
                 server.abort();
@@ -231,4 +240,69 @@ impl App {
         tracing::info!(service = SERVICE_NAME, "gateway stopped");
         Ok(())
     }
+}
+
+/// How connections are served.
+struct Serving {
+    header_read: Duration,
+    http2_max_streams: u32,
+}
+
+/// Accepts connections until `stop`, then lets the open ones finish (graceful
+/// shutdown of each). Served through hyper's builder with a timer, which is what
+/// makes the header-read timeout hold (`axum::serve` gives hyper none, and then
+/// a client sending its headers one byte a minute holds a connection forever).
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    serving: Serving,
+    stop: impl Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::{
+        rt::{TokioExecutor, TokioIo, TokioTimer},
+        server::{conn::auto::Builder, graceful::GracefulShutdown},
+        service::TowerToHyperService,
+    };
+    use tower::ServiceExt as _;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(serving.header_read);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(serving.http2_max_streams)
+        .keep_alive_interval(Some(Duration::from_secs(20)));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(stop);
+    loop {
+        let (tcp, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        // TCP_NODELAY, so a small answer never waits for the client's delayed ACK.
+        let _ = tcp.set_nodelay(true);
+        let service =
+            router.clone().map_request(move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(axum::extract::ConnectInfo(remote));
+                req
+            });
+        let connection =
+            builder.serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(service));
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }

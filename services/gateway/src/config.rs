@@ -134,11 +134,28 @@ pub struct LimitsConfig {
     pub webhook_body_bytes: usize,
     /// Largest JSON API or form body in bytes (413 beyond).
     pub api_body_bytes: usize,
+    /// Requests handled at once by this replica; beyond, requests are shed at
+    /// once with 503 and `Retry-After` (health probes are never shed). Open live
+    /// views count only while they start.
+    pub max_in_flight: usize,
+    /// Live run views (SSE) one session may have open at once (429 beyond).
+    pub live_views_per_session: usize,
+    /// Live run views this replica serves at once (503 beyond).
+    pub live_views: usize,
+    /// Concurrent HTTP/2 streams per connection.
+    pub http2_max_streams: u32,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { webhook_body_bytes: 1024 * 1024, api_body_bytes: 1024 * 1024 }
+        Self {
+            webhook_body_bytes: 1024 * 1024,
+            api_body_bytes: 1024 * 1024,
+            max_in_flight: 1024,
+            live_views_per_session: 8,
+            live_views: 4096,
+            http2_max_streams: 64,
+        }
     }
 }
 
@@ -172,8 +189,10 @@ impl Rate {
 pub struct RateLimitsConfig {
     /// Sign-in and sign-up attempts per client address (IPv6 per /64).
     pub login_per_source: Rate,
-    /// Sign-in attempts per email address.
-    pub login_per_email: Rate,
+    /// Removed (a per-email budget let anyone lock an account out; identity
+    /// throttles per email and address instead). Still accepted so an old
+    /// configuration starts; a warning says it is ignored.
+    pub login_per_email: Option<Rate>,
     /// API and dashboard requests per session.
     pub api_per_session: Rate,
     /// Webhook requests per Pilot.
@@ -190,7 +209,7 @@ impl Default for RateLimitsConfig {
     fn default() -> Self {
         Self {
             login_per_source: Rate::new(30, 10),
-            login_per_email: Rate::new(10, 5),
+            login_per_email: None,
             api_per_session: Rate::new(1200, 120),
             webhook_per_pilot: Rate::new(600, 100),
             webhook_per_source: Rate::new(1200, 200),
@@ -217,6 +236,13 @@ pub struct TimeoutsConfig {
     /// The longest a live run view (SSE) stays open.
     #[serde(deserialize_with = "duration")]
     pub live_view: Duration,
+    /// Reading a request's headers (HTTP/1); a connection slower than this is closed.
+    #[serde(deserialize_with = "duration")]
+    pub header_read: Duration,
+    /// Producing a response, body read included (a live view's stream is not
+    /// counted: it ends by `live_view`); 504 beyond.
+    #[serde(deserialize_with = "duration")]
+    pub request: Duration,
 }
 
 impl Default for TimeoutsConfig {
@@ -227,6 +253,8 @@ impl Default for TimeoutsConfig {
             rpc_retries: 2,
             publish: Duration::from_secs(5),
             live_view: Duration::from_secs(3600),
+            header_read: Duration::from_secs(10),
+            request: Duration::from_secs(30),
         }
     }
 }

@@ -177,7 +177,7 @@ async fn ingest(
         pilot_version: verified.pilot_version,
         idempotency_key: key.clone(),
         source: events::TriggerSource::Webhook as i32,
-        payload: body.to_vec(),
+        payload: body,
         content_type,
         accepted_at: Some(bizops_proto::timestamp::to_proto(OffsetDateTime::now_utc())),
         ..Default::default()
@@ -210,11 +210,8 @@ async fn verify(
         })
         .collect();
     let b = &st.backends;
-    let request = catalog::VerifyWebhookRequest {
-        pilot_id: pilot.to_string(),
-        headers: forwarded,
-        body: body.to_vec(),
-    };
+    let request =
+        catalog::VerifyWebhookRequest { pilot_id: pilot.to_string(), headers: forwarded, body: body.clone() };
     let result = b
         .call_raw("verify_webhook", b.timeout(), || {
             let request = b.as_gateway_to_catalog(request.clone())?;

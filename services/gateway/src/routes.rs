@@ -21,7 +21,9 @@ use crate::{
     account, approvals, connectors, hooks, pilots, runs,
     shared::{
         error::ApiError,
-        middleware::{csrf_layer, error_for, request_span, security_headers, session_layer, track},
+        middleware::{
+            csrf_layer, error_for, request_span, security_headers, session_layer, shed_and_deadline, track,
+        },
         openapi::ApiDoc,
         state::{SessionSlot, Shared},
     },
@@ -115,6 +117,7 @@ pub fn router(st: Shared) -> (Router, Arc<String>) {
         .route("/static/{file}", get(static_file))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(st.clone(), shed_and_deadline))
         .layer(from_fn(track))
         .layer(from_fn_with_state(st.clone(), security_headers))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span).on_response(

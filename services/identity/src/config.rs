@@ -120,14 +120,20 @@ pub struct ScryptConfig {
     pub r: u32,
     /// Parallelism.
     pub p: u32,
-    /// Hashes computed at once; 0 = the number of CPU cores. Bounds memory use in a
-    /// login burst to this many working sets.
+    /// Hashes computed at once; 0 = as many as fit in `memory_mib` (one scrypt
+    /// working set each, 128 MiB at the defaults), at most the CPU count.
     pub max_concurrent: usize,
+    /// The service's memory, in MiB (the chart passes the container's limit); 0 =
+    /// the cgroup's memory limit, else 512. 96 MiB of it are kept for everything else.
+    pub memory_mib: u64,
+    /// Hashes waiting for a turn; beyond, sign-ins and sign-ups are answered
+    /// UNAVAILABLE at once (the caller tries again) instead of queueing without end.
+    pub max_waiting: usize,
 }
 
 impl Default for ScryptConfig {
     fn default() -> Self {
-        Self { log_n: 17, r: 8, p: 1, max_concurrent: 0 }
+        Self { log_n: 17, r: 8, p: 1, max_concurrent: 0, memory_mib: 0, max_waiting: 64 }
     }
 }
 

@@ -23,7 +23,7 @@ use crate::{
     password::{self, Hasher},
     store::{AccountRow, AccountStore, SessionRow},
     system::SystemStore,
-    throttle::Throttle,
+    throttle::{Scope, Throttle},
 };
 
 /// The one answer for a wrong password and an unknown email.
@@ -139,7 +139,7 @@ impl<S: AccountStore> Identity<S> {
         field: &str,
     ) -> Result<(), Error> {
         let keys = self.throttle.keys(&account.email, source);
-        let attempt = self.throttle.begin(&account.email, &keys, self.clock.now()).await?;
+        let attempt = self.throttle.begin(&account.email, &keys, Scope::Reentry, self.clock.now()).await?;
         let verified =
             self.hasher.verify(SecretString::from(password), Some(account.password_hash.clone())).await?;
         if !verified.ok {
@@ -206,7 +206,7 @@ impl<S: AccountStore> Identity<S> {
         let email = normalise(&req.email);
         let keys = self.throttle.keys(&email, source);
         let now = self.clock.now();
-        let attempt = self.throttle.begin(&email, &keys, now).await?;
+        let attempt = self.throttle.begin(&email, &keys, Scope::Login, now).await?;
 
         // Unknown email, malformed email and over-long password all take the dummy
         // path: same work, same answer.

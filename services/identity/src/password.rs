@@ -1,11 +1,19 @@
 //! Passwords: the policy for new ones (length, zxcvbn score) and scrypt hashing.
 //!
-//! Hashing runs on the blocking pool behind a semaphore sized to the core count, so
-//! a login burst queues instead of allocating one scrypt working set (128 MiB at
-//! production parameters) per request. A login for an unknown email verifies
-//! against a dummy hash made with the same parameters, so it costs the same time.
+//! Hashing runs on the blocking pool behind a [`Gate`]: as many hashes at once as
+//! the service's memory holds scrypt working sets (128 MiB each at production
+//! parameters; at most one per core), a bounded number waiting, and UNAVAILABLE
+//! beyond — so a login flood can neither OOM-kill the service nor queue without
+//! end. A login for an unknown email verifies against a dummy hash made with the
+//! same parameters, so it costs the same time.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Instant,
+};
 
 use bizops_errors::{Error, ErrorCode};
 use scrypt::{
@@ -13,7 +21,7 @@ use scrypt::{
     password_hash::{PasswordHasher as _, PasswordVerifier as _, phc::PasswordHash},
 };
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{config::ScryptConfig, email::Email};
 
@@ -75,10 +83,89 @@ pub struct Verified {
     pub needs_upgrade: bool,
 }
 
+/// Memory kept for the service itself when sizing hash concurrency.
+const RESERVED_MIB: u64 = 96;
+
+/// Hashes at once and hashes waiting: a semaphore with a bounded queue.
+#[derive(Debug)]
+pub struct Gate {
+    permits: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+}
+
+impl Gate {
+    /// `concurrent` at once, `max_waiting` in line.
+    pub fn new(concurrent: usize, max_waiting: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(concurrent.max(1))),
+            waiting: AtomicUsize::new(0),
+            max_waiting,
+        }
+    }
+
+    /// A turn, or UNAVAILABLE at once when the line is full.
+    pub async fn enter(&self) -> Result<OwnedSemaphorePermit, Error> {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let line = self.waiting.fetch_add(1, Ordering::SeqCst);
+        struct Leave<'a>(&'a AtomicUsize);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let _leave = Leave(&self.waiting);
+        if line >= self.max_waiting {
+            metrics::counter!("identity_password_hash_refused_total").increment(1);
+            return Err(Error::new(
+                ErrorCode::Unavailable,
+                "too many sign-ins are being checked right now; try again in a few seconds",
+            ));
+        }
+        self.permits.clone().acquire_owned().await.map_err(Error::internal)
+    }
+
+    /// Hashes waiting for a turn now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Hashes allowed at once.
+    pub fn concurrent(&self) -> usize {
+        self.permits.available_permits()
+    }
+}
+
+/// How many hashes fit at once: the memory left after [`RESERVED_MIB`] over one
+/// working set (128·r·N bytes), at least one, at most `cores`.
+pub fn concurrency(cfg: &ScryptConfig, memory_mib: u64, cores: usize) -> usize {
+    if cfg.max_concurrent > 0 {
+        return cfg.max_concurrent;
+    }
+    let working_set = 128u64.saturating_mul(u64::from(cfg.r)).saturating_mul(1u64 << cfg.log_n.min(63));
+    let budget = memory_mib.saturating_sub(RESERVED_MIB).saturating_mul(1024 * 1024);
+    let fit = usize::try_from(budget / working_set.max(1)).unwrap_or(usize::MAX);
+    fit.clamp(1, cores.max(1))
+}
+
+/// The memory this service may use: configured, else the cgroup's limit, else 512 MiB.
+pub fn memory_mib(configured: u64) -> u64 {
+    if configured > 0 {
+        return configured;
+    }
+    std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|m| m.trim().parse::<u64>().ok())
+        .map(|bytes| bytes / (1024 * 1024))
+        .unwrap_or(512)
+}
+
 /// scrypt hashing with bounded concurrency.
 pub struct Hasher {
     params: Params,
-    permits: Arc<Semaphore>,
+    gate: Gate,
     dummy: String,
 }
 
@@ -98,11 +185,11 @@ impl Hasher {
         let params = Params::new(cfg.log_n, cfg.r, cfg.p).map_err(|_| {
             anyhow::anyhow!("invalid scrypt parameters log_n={} r={} p={}", cfg.log_n, cfg.r, cfg.p)
         })?;
-        let permits = match cfg.max_concurrent {
-            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
-            n => n,
-        };
-        let mut hasher = Self { params, permits: Arc::new(Semaphore::new(permits)), dummy: String::new() };
+        let cores = std::thread::available_parallelism().map(std::num::NonZero::get).unwrap_or(2);
+        let memory = memory_mib(cfg.memory_mib);
+        let concurrent = concurrency(cfg, memory, cores);
+        tracing::info!(concurrent, memory_mib = memory, max_waiting = cfg.max_waiting, "password hashing");
+        let mut hasher = Self { params, gate: Gate::new(concurrent, cfg.max_waiting), dummy: String::new() };
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
         hasher.dummy = hasher
@@ -152,7 +239,7 @@ impl Hasher {
         &self,
         work: impl FnOnce() -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        let permit = self.permits.clone().acquire_owned().await.map_err(Error::internal)?;
+        let permit = self.gate.enter().await?;
         let started = Instant::now();
         let out = tokio::task::spawn_blocking(move || {
             let out = work();
@@ -200,7 +287,7 @@ mod tests {
 
     #[tokio::test]
     async fn hash_verify_and_upgrade() {
-        let cheap = ScryptConfig { log_n: 4, r: 8, p: 1, max_concurrent: 2 };
+        let cheap = ScryptConfig { log_n: 4, r: 8, p: 1, max_concurrent: 2, ..ScryptConfig::default() };
         let hasher = Hasher::new(&cheap).await.unwrap();
         let phc = hasher.hash("correct horse battery staple".into()).await.unwrap();
         assert!(phc.starts_with("$scrypt$ln=4,r=8,p=1$"), "{phc}");
@@ -217,6 +304,39 @@ mod tests {
         let stronger = Hasher::new(&ScryptConfig { log_n: 5, ..cheap }).await.unwrap();
         let v = stronger.verify("correct horse battery staple".into(), Some(phc)).await.unwrap();
         assert_eq!(v, Verified { ok: true, needs_upgrade: true });
+    }
+
+    #[test]
+    fn concurrency_follows_memory_not_cores() {
+        let production = ScryptConfig::default();
+        // 1 GiB container on a 64-core node: 7 working sets of 128 MiB fit, not 64.
+        assert_eq!(concurrency(&production, 1024, 64), 7);
+        assert_eq!(concurrency(&production, 1024, 2), 2, "never more than the cores");
+        assert_eq!(concurrency(&production, 128, 8), 1, "always at least one");
+        assert_eq!(concurrency(&ScryptConfig { max_concurrent: 3, ..production }, 1024, 64), 3);
+        assert_eq!(memory_mib(300), 300);
+    }
+
+    #[tokio::test]
+    async fn a_full_line_is_answered_unavailable_at_once() {
+        let gate = Arc::new(Gate::new(1, 1));
+        let held = gate.enter().await.unwrap();
+        let queued = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.enter().await.map(drop) }
+        });
+        let seen = bizops_testkit::wait::Seen::new("one hash waiting");
+        bizops_testkit::eventually(&seen, bizops_testkit::PATIENCE, || async {
+            seen.saw(gate.waiting());
+            (gate.waiting() == 1).then_some(())
+        })
+        .await;
+        let refused = gate.enter().await.unwrap_err();
+        assert_eq!(refused.code(), ErrorCode::Unavailable);
+        assert_eq!(gate.waiting(), 1, "a refusal does not stay in line");
+        drop(held);
+        queued.await.unwrap().unwrap();
+        assert_eq!(gate.waiting(), 0);
     }
 
     #[test]

@@ -8,9 +8,13 @@
 //! - The (email, source) pair trips first (default 5 failures per 15 minutes), so
 //!   one attacking address is stopped long before it moves the other counts; once
 //!   throttled, its attempts are neither checked nor counted.
-//! - The per-source and per-email limits never block an address the owner has
-//!   signed in from (or registered from) before, so an attacker cannot lock the
-//!   owner out.
+//! - No limit of a sign-in blocks an address the owner has signed in from (or
+//!   registered from) before — not the per-source or per-email limits, and not the
+//!   (email, source) pair either, which someone else behind the same address (an
+//!   office, a carrier's NAT) could otherwise trip: an attacker cannot lock the
+//!   owner out. Guesses from such an address are bounded by the gateway's
+//!   per-address rate and the cost of a hash. Password re-entry by a signed-in
+//!   session ([`Scope::Reentry`]) keeps the pair limit for every address.
 //! - IPv6 sources count per /64 (one subscriber's network), IPv4 per address.
 //! - Emails and addresses are stored only as HMAC-SHA256 under a key derived from
 //!   the session signing key, so the table cannot be reversed by brute force.
@@ -111,6 +115,16 @@ pub struct Attempt {
     id: i64,
 }
 
+/// What an attempt is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Signing in: nothing blocks an address the owner used before.
+    Login,
+    /// Re-entering the password of a signed-in session (to change it or delete the
+    /// account): the pair limit holds everywhere, so a stolen session cannot guess.
+    Reentry,
+}
+
 /// The throttle.
 #[derive(Debug, Clone)]
 pub struct Throttle {
@@ -136,13 +150,20 @@ impl Throttle {
 
     /// Lets the attempt through (counted as a failure until forgiven), or answers
     /// `RATE_LIMITED` with a retry-after.
-    pub async fn begin(&self, email: &str, keys: &Keys, now: OffsetDateTime) -> Result<Attempt, Error> {
+    pub async fn begin(
+        &self,
+        email: &str,
+        keys: &Keys,
+        scope: Scope,
+        now: OffsetDateTime,
+    ) -> Result<Attempt, Error> {
         let since = self.window_start(now);
         let known = self.store.is_known_source(email, &keys.source).await.map_err(Error::internal)?;
+        let pair_applies = !known || scope == Scope::Reentry;
         let limits = self.limits.clone();
         let mut tripped = None;
         let decide = |c: FailureCounts| {
-            tripped = if c.pair >= i64::from(limits.per_pair) {
+            tripped = if pair_applies && c.pair >= i64::from(limits.per_pair) {
                 Some((ThrottleKey::Pair, limits.per_pair))
             } else if !known && c.source >= i64::from(limits.per_source) {
                 Some((ThrottleKey::Source, limits.per_source))

@@ -114,6 +114,8 @@ impl Env {
         c.http.allowed_networks = vec!["127.0.0.0/8".into()];
         c.shutdown_drain = Duration::ZERO;
         c.shutdown_grace = Duration::from_secs(5);
+        // Templates render in the executor binary (this test binary is not it).
+        c.templates.worker = Some(env!("CARGO_BIN_EXE_executor").into());
         c
     }
 
@@ -170,7 +172,7 @@ impl Env {
             pilot_version: 1,
             idempotency_key: key.into(),
             source: ev::TriggerSource::Webhook as i32,
-            payload: serde_json::to_vec(&payload).unwrap(),
+            payload: serde_json::to_vec(&payload).unwrap().into(),
             content_type: "application/json".into(),
             accepted_at: Some(to_proto(OffsetDateTime::now_utc())),
             ..Default::default()

@@ -9,6 +9,7 @@ mod harness;
 mod ai;
 mod approvals;
 mod crash;
+mod hostile;
 mod intake;
 mod isolation;
 mod retention;

@@ -74,7 +74,7 @@ async fn register(
     ip: ClientIp,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> ApiResult<(StatusCode, Json<Account>)> {
-    ops::check_login_limits(&st, ip, None)?;
+    ops::check_login_limits(&st, ip)?;
     let account = ops::register(&st, ip.0, &body).await?;
     Ok((StatusCode::CREATED, Json(account)))
 }
@@ -92,7 +92,7 @@ async fn login(
     ip: ClientIp,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> ApiResult<Response> {
-    ops::check_login_limits(&st, ip, Some(&body.email))?;
+    ops::check_login_limits(&st, ip)?;
     let (account, session) = ops::login(&st, ip.0, &body.email, &body.password).await?;
     session_response(&st, StatusCode::OK, account, &session)
 }

@@ -14,13 +14,8 @@ use crate::{
     account::model::{Account, AccountExport, ExportedPilot, RegisterBody},
     pilots,
     shared::{
-        backend::rpc,
-        error::rate_limited,
-        extract::ClientIp,
-        model::rfc3339,
-        ratelimit::{email_key, source_key},
-        session::CurrentSession,
-        state::AppState,
+        backend::rpc, error::rate_limited, extract::ClientIp, model::rfc3339, ratelimit::source_key,
+        session::CurrentSession, state::AppState,
     },
 };
 
@@ -53,13 +48,13 @@ fn new_session(session: Option<identity::Session>) -> Result<NewSession, Error> 
     Ok(NewSession { token: SecretString::from(s.token), session_id, expires_at })
 }
 
-/// Rate limits of sign-in and sign-up: per client network and, for sign-in, per email.
-pub fn check_login_limits(st: &AppState, ip: ClientIp, email: Option<&str>) -> Result<(), Error> {
+/// The rate limit of sign-in and sign-up: per client network. There is no limit
+/// per email here: identity throttles failed passwords per email and address and
+/// never blocks an address the owner used before, while a per-email budget charged
+/// before the password is checked would let anyone lock any account out.
+pub fn check_login_limits(st: &AppState, ip: ClientIp) -> Result<(), Error> {
     if let Some(ip) = ip.0 {
         st.limits.login_per_source.check(&source_key(ip)).map_err(rate_limited)?;
-    }
-    if let Some(email) = email {
-        st.limits.login_per_email.check(&email_key(email)).map_err(rate_limited)?;
     }
     Ok(())
 }

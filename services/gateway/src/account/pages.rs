@@ -144,7 +144,7 @@ fn signed_in(st: &Shared, session: &ops::NewSession, to: &str) -> Response {
 
 async fn signin(State(st): State<Shared>, ip: ClientIp, WebForm(form): WebForm<SigninForm>) -> Response {
     let attempt = async {
-        ops::check_login_limits(&st, ip, Some(&form.email))?;
+        ops::check_login_limits(&st, ip)?;
         ops::login(&st, ip.0, &form.email, &form.password).await
     };
     match attempt.await {
@@ -189,7 +189,7 @@ async fn signup_page(State(st): State<Shared>, slot: Extension<SessionSlot>) -> 
 
 async fn signup(State(st): State<Shared>, ip: ClientIp, WebForm(form): WebForm<SignupForm>) -> Response {
     let attempt = async {
-        ops::check_login_limits(&st, ip, None)?;
+        ops::check_login_limits(&st, ip)?;
         let body = RegisterBody {
             email: form.email.clone(),
             password: form.password.clone(),

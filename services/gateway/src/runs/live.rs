@@ -55,11 +55,15 @@ pub async fn run_events(
     ApiPath(run_id): ApiPath<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let run_id = parse_id("run_id", &run_id)?;
+    let slot = st.live_views.open(session.session_id)?;
     let subject = st.subjects.run_events(session.owner_id, run_id);
     let subscriber = st.nats.subscribe(subject).await.map_err(bizops_errors::Error::unavailable)?;
     let run = ops::get_run_proto(&st, &session, run_id).await?;
     let (tx, rx) = mpsc::channel::<Event>(32);
-    tokio::spawn(forward(st.clone(), session, run, subscriber, tx));
+    tokio::spawn(async move {
+        forward(st.clone(), session, run, subscriber, tx).await;
+        drop(slot);
+    });
     let stream =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))

@@ -5,7 +5,10 @@
 //! the OpenAPI document never look at the session cookie (`routes` applies the
 //! layers).
 
-use std::{net::SocketAddr, time::Instant};
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 
 use axum::{
     body::Body,
@@ -190,6 +193,35 @@ pub async fn security_headers(State(st): State<Shared>, req: Request, next: Next
 /// `http_server_requests_total{method,route,status}` and
 /// `http_server_request_duration_seconds{method,route}`; the route is the
 /// matched template (`/api/v1/pilots/{pilot_id}`), never the raw path.
+/// Load shedding and the request deadline: at most `limits.max_in_flight`
+/// requests are handled at once (the rest get 503 with `Retry-After: 1` at once,
+/// never a queue), and a response not produced within `timeouts.request` is a 504.
+/// Health probes are neither shed nor timed. A streamed body (a live view) is not
+/// held to either once its response has started.
+pub async fn shed_and_deadline(State(st): State<Shared>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    if path == "/healthz" || path == "/readyz" {
+        return next.run(req).await;
+    }
+    let Ok(_permit) = st.in_flight.clone().try_acquire_owned() else {
+        metrics::counter!("gateway_requests_shed_total").increment(1);
+        let busy = Error::new(ErrorCode::Unavailable, "the service is busy; try again in a moment")
+            .with_retry_after(Duration::from_secs(1));
+        return error_for(&st, &path, None, busy);
+    };
+    match tokio::time::timeout(st.request_timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            metrics::counter!("gateway_requests_timed_out_total").increment(1);
+            let late = Error::new(
+                ErrorCode::DeadlineExceeded,
+                format!("the request took longer than {} s", st.request_timeout.as_secs()),
+            );
+            error_for(&st, &path, None, late)
+        }
+    }
+}
+
 pub async fn track(req: Request, next: Next) -> Response {
     let route = req
         .extensions()

@@ -13,7 +13,6 @@ use std::{
 };
 
 use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock as _};
-use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
 use crate::config::{Rate, RateLimitsConfig};
@@ -95,8 +94,6 @@ impl<K: Hash + Eq + Clone> FailureBudget<K> {
 pub struct RateLimits {
     /// Sign-in and sign-up attempts per client network.
     pub login_per_source: Limiter<IpAddr>,
-    /// Sign-in attempts per email (keyed by a digest, not the address).
-    pub login_per_email: Limiter<[u8; 32]>,
     /// Requests per session.
     pub api_per_session: Limiter<Uuid>,
     /// Webhooks per Pilot.
@@ -113,7 +110,6 @@ impl RateLimits {
     pub fn new(config: &RateLimitsConfig) -> Self {
         Self {
             login_per_source: Limiter::new(config.login_per_source),
-            login_per_email: Limiter::new(config.login_per_email),
             api_per_session: Limiter::new(config.api_per_session),
             webhook_per_pilot: Limiter::new(config.webhook_per_pilot),
             webhook_per_source: Limiter::new(config.webhook_per_source),
@@ -124,7 +120,6 @@ impl RateLimits {
     /// Forgets keys whose limit has fully recovered (called periodically).
     pub fn prune(&self) {
         self.login_per_source.prune();
-        self.login_per_email.prune();
         self.api_per_session.prune();
         self.webhook_per_pilot.prune();
         self.webhook_per_source.prune();
@@ -145,11 +140,6 @@ pub fn source_key(ip: IpAddr) -> IpAddr {
             }
         },
     }
-}
-
-/// The key of an email: a digest of its normalised form, so no address is held.
-pub fn email_key(email: &str) -> [u8; 32] {
-    Sha256::digest(email.trim().to_lowercase().as_bytes()).into()
 }
 
 #[cfg(test)]
@@ -203,6 +193,5 @@ mod tests {
         assert_ne!(source_key(a), source_key(c));
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
         assert_eq!(source_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
-        assert_eq!(email_key(" A@B.test "), email_key("a@b.test"));
     }
 }

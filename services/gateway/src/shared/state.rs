@@ -43,6 +43,16 @@ pub struct AppState {
     pub publish_timeout: Duration,
     /// The longest a live view stays open.
     pub live_view: Duration,
+    /// Open live views per session and in all (`limits.live_views*`).
+    pub live_views: crate::shared::capacity::LiveViews,
+    /// Requests being handled (`limits.max_in_flight` permits).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// The deadline of producing a response (`timeouts.request`).
+    pub request_timeout: Duration,
+    /// Reading a request's headers (`timeouts.header_read`).
+    pub header_read: Duration,
+    /// HTTP/2 streams per connection (`limits.http2_max_streams`).
+    pub http2_max_streams: u32,
     /// Core NATS (live run events).
     pub nats: async_nats::Client,
     /// JetStream (triggers).

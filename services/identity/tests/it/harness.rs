@@ -20,7 +20,7 @@ pub const NEW_PASSWORD: &str = "velvet otter juggling seven lanterns";
 
 /// Cheap scrypt for tests (production parameters are exercised in `ops`).
 pub fn cheap_scrypt() -> ScryptConfig {
-    ScryptConfig { log_n: 4, r: 8, p: 1, max_concurrent: 2 }
+    ScryptConfig { log_n: 4, r: 8, p: 1, max_concurrent: 2, ..ScryptConfig::default() }
 }
 
 pub struct Identity {
@@ -145,6 +145,19 @@ impl Identity {
             .into_inner()
             .account
             .unwrap()
+    }
+
+    /// A registration as the gateway would forward it for an end user at `source`.
+    pub async fn register_from(&self, source: &str, email: &str) -> pb::Account {
+        let mut req = Request::new(pb::RegisterRequest {
+            email: email.into(),
+            password: PASSWORD.into(),
+            display_name: String::new(),
+        });
+        req.metadata_mut().insert("x-bizops-source", source.parse().unwrap());
+        let token = self.gateway.token_for("identity").unwrap();
+        req.metadata_mut().insert("x-bizops-service-token", token.parse().unwrap());
+        self.client().register(req).await.expect("register").into_inner().account.unwrap()
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Result<pb::LoginResponse, Status> {

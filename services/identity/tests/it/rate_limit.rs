@@ -39,7 +39,8 @@ async fn pair_limit_trips_and_the_real_user_from_another_source_still_logs_in() 
 async fn a_forged_source_header_without_a_service_token_is_ignored() {
     let id = Identity::start().await;
     let email = unique_email("spoof");
-    id.register(&email).await;
+    // Registered from elsewhere, so 127.0.0.1 is not an address the owner used.
+    id.register_from("198.51.100.9", &email).await;
     // Direct callers are limited by their real peer address (127.0.0.1 here)...
     for _ in 0..5 {
         let _ = id.login(&email, "guess guess guess").await;
@@ -81,6 +82,33 @@ async fn the_per_email_limit_never_locks_out_an_address_the_owner_used_before() 
     );
     // ...but the owner's known address still works.
     assert!(id.login_from(home, &email, PASSWORD).await.is_ok());
+}
+
+#[tokio::test]
+async fn someone_behind_the_owners_address_cannot_lock_the_owner_out() {
+    let id = Identity::start().await;
+    let email = unique_email("office");
+    let office = "198.51.100.60";
+    id.register_from(office, &email).await;
+    // A colleague behind the same NAT guesses well past every limit.
+    for _ in 0..12 {
+        assert_status(
+            id.login_from(office, &email, "guess guess guess").await,
+            Code::Unauthenticated,
+            "INVALID_CREDENTIALS",
+        );
+    }
+    // The owner, from that address, signs in at the first attempt.
+    assert!(id.login_from(office, &email, PASSWORD).await.is_ok());
+    // From an address the owner never used, the pair limit still holds.
+    for _ in 0..5 {
+        let _ = id.login_from("203.0.113.61", &email, "guess guess guess").await;
+    }
+    assert_status(
+        id.login_from("203.0.113.61", &email, PASSWORD).await,
+        Code::ResourceExhausted,
+        "RATE_LIMITED",
+    );
 }
 
 #[tokio::test]

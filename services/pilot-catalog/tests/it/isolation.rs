@@ -85,7 +85,7 @@ async fn internal_rpcs_refuse_users_and_the_wrong_services() {
     let verify = || pb::VerifyWebhookRequest {
         pilot_id: uuid::Uuid::now_v7().to_string(),
         headers: vec![],
-        body: vec![],
+        body: Default::default(),
     };
     let mut c = cat.client();
     assert_status(

@@ -35,7 +35,7 @@ impl Catalog {
         self.client()
             .verify_webhook(as_service(
                 &self.gateway,
-                pb::VerifyWebhookRequest { pilot_id: pilot.into(), headers, body: body.to_vec() },
+                pb::VerifyWebhookRequest { pilot_id: pilot.into(), headers, body: body.to_vec().into() },
             ))
             .await
             .map(|r| r.into_inner())
