@@ -165,7 +165,7 @@ pub async fn anthropic(
     key: &str,
     req: &Request,
     timeout: Duration,
-) -> Result<Value, StepError> {
+) -> Answer {
     let body = json!({
         "model": req.model,
         "max_tokens": req.max_tokens,
@@ -178,24 +178,51 @@ pub async fn anthropic(
         .json(&body)
         .timeout(timeout)
         .send()
-        .await
-        .map_err(StepError::network)?;
+        .await;
+    // A request that failed on the way may still have been processed: its use is unknown.
+    let response = match response {
+        Ok(r) => r,
+        Err(e) => return Answer { output: Err(StepError::network(e)), tokens: None },
+    };
     let status = response.status();
     if !status.is_success() {
-        return Err(StepError::http("Anthropic", status));
+        // Refused: nothing was generated.
+        return Answer { output: Err(StepError::http("Anthropic", status)), tokens: Some(0) };
     }
-    let (answer, truncated) = crate::steps::read_capped(response, crate::steps::PROVIDER_ANSWER_MAX).await?;
-    if truncated {
-        return Err(StepError::permanent("Anthropic's answer was larger than 4 MiB"));
-    }
-    let answer: Value = serde_json::from_slice(&answer)
-        .map_err(|_| StepError::permanent("Anthropic returned an unreadable answer"))?;
-    let text = answer["content"]
+    let answer = match crate::steps::read_capped(response, crate::steps::PROVIDER_ANSWER_MAX).await {
+        Ok((_, true)) => Err(StepError::permanent("Anthropic's answer was larger than 4 MiB")),
+        Ok((bytes, false)) => serde_json::from_slice::<Value>(&bytes)
+            .map_err(|_| StepError::permanent("Anthropic returned an unreadable answer")),
+        Err(e) => Err(e),
+    };
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e) => return Answer { output: Err(e), tokens: None },
+    };
+    let usage = &answer["usage"];
+    let tokens = usage["input_tokens"].as_u64().zip(usage["output_tokens"].as_u64()).map(|(i, o)| i + o);
+    let output = answer["content"]
         .as_array()
         .and_then(|blocks| blocks.iter().find_map(|b| b["text"].as_str()))
-        .ok_or_else(|| StepError::permanent("Anthropic returned no text"))?
-        .trim()
-        .to_owned();
+        .ok_or_else(|| StepError::permanent("Anthropic returned no text"))
+        .and_then(|text| shape(req, text.trim()));
+    Answer { output, tokens }
+}
+
+/// What a call to the model came to: the output shaped for the task (or why there
+/// is none), and the tokens it used (input and output): as Anthropic reported
+/// them, zero when it refused the request, None when nobody can know (the
+/// connection failed or timed out after the request was sent, or the answer was
+/// unreadable).
+#[derive(Debug)]
+pub struct Answer {
+    /// The step's output.
+    pub output: Result<Value, StepError>,
+    /// Tokens used, if known.
+    pub tokens: Option<u64>,
+}
+
+fn shape(req: &Request, text: &str) -> Result<Value, StepError> {
     Ok(match req.task {
         AiTask::Summarize => json!({ "summary": text }),
         AiTask::Classify => {

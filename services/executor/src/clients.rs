@@ -142,14 +142,18 @@ impl Clients {
         }
     }
 
-    /// Schedule ticks due in `(after, until]`.
+    /// One page of the schedule ticks due in `(after, until]`: the ticks and the
+    /// token of the next page (empty: the window is done).
     pub async fn due(
         &self,
         after: prost_types::Timestamp,
         until: prost_types::Timestamp,
-    ) -> Result<Vec<cpb::DueSchedule>, tonic::Status> {
-        let request = cpb::ListDueSchedulesRequest { after: Some(after), until: Some(until), limit: 10_000 };
-        Ok(self.catalog.clone().list_due_schedules(request).await?.into_inner().due)
+        page_token: String,
+    ) -> Result<(Vec<cpb::DueSchedule>, String), tonic::Status> {
+        let request =
+            cpb::ListDueSchedulesRequest { after: Some(after), until: Some(until), limit: 1000, page_token };
+        let page = self.catalog.clone().list_due_schedules(request).await?.into_inner();
+        Ok((page.due, page.next_page_token))
     }
 
     /// This run's credentials.

@@ -259,11 +259,27 @@ pub struct AiConfig {
     pub default_model: String,
     /// Output tokens when the step sets none.
     pub default_max_tokens: u32,
+    /// Models the server's key may be used with (the owner's own key: any). A step
+    /// naming another model runs the local fallback and says so.
+    #[serde(deserialize_with = "string_list")]
+    pub server_models: Vec<String>,
+    /// Tokens (input and output) each owner may use through the server's key per
+    /// UTC day; beyond, AI steps run the local fallback and say so.
+    pub server_daily_tokens: u64,
+    /// Output tokens per call through the server's key, at most.
+    pub server_max_tokens: u32,
 }
 
 impl Default for AiConfig {
     fn default() -> Self {
-        Self { server_key: None, default_model: "claude-sonnet-4-5".into(), default_max_tokens: 1024 }
+        Self {
+            server_key: None,
+            default_model: "claude-sonnet-4-5".into(),
+            default_max_tokens: 1024,
+            server_models: vec!["claude-sonnet-4-5".into(), "claude-haiku-4-5".into()],
+            server_daily_tokens: 200_000,
+            server_max_tokens: 4096,
+        }
     }
 }
 

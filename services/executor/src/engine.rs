@@ -716,6 +716,7 @@ impl<L: LeaseStore> Engine<L> {
                 templates: &self.inner.templates,
                 ctx: &cx.scope,
                 credentials: cx.credentials,
+                owner: cx.claimed.owner_id,
                 idempotency_key: format!("{}/{}", cx.claimed.id, step.key),
                 timeout: policy.timeout,
             };
@@ -792,37 +793,96 @@ impl<L: LeaseStore> Engine<L> {
     }
 
     async fn ai(&self, env: &StepEnv<'_>, a: &pb::AiStep) -> Result<Produced, StepError> {
-        let request = ai::Request {
+        let ai_config = &self.inner.config.ai;
+        let mut request = ai::Request {
             task: a.task(),
             input: env.render("ai.input", &a.input).await?,
             prompt: env.render("ai.prompt", &a.prompt).await?,
             labels: a.labels.clone(),
             fields: a.fields.clone(),
-            model: if a.model.is_empty() {
-                self.inner.config.ai.default_model.clone()
-            } else {
-                a.model.clone()
-            },
-            max_tokens: if a.max_tokens > 0 { a.max_tokens } else { self.inner.config.ai.default_max_tokens },
+            model: if a.model.is_empty() { ai_config.default_model.clone() } else { a.model.clone() },
+            max_tokens: if a.max_tokens > 0 { a.max_tokens } else { ai_config.default_max_tokens },
         };
-        let (provider, key) =
-            ai_provider(env.credentials, &a.connector, self.inner.config.ai.server_key.as_ref());
-        let mut output = match key {
-            Some(key) => {
-                ai::anthropic(
-                    env.http,
-                    &self.inner.config.providers.anthropic_base_url,
-                    key.expose_secret(),
-                    &request,
-                    env.timeout,
-                )
-                .await?
-            }
-            None => ai::local(&request),
+        let (provider, key) = ai_provider(env.credentials, &a.connector, ai_config.server_key.as_ref());
+        let Some(key) = key else {
+            return Ok(local_answer(&request, None));
         };
-        output["provider"] = Value::String(provider.label().to_owned());
-        Ok((output, Some(provider.label().to_owned())))
+        if provider != ai::Provider::Server {
+            // The owner's own key: their model, their bill, no budget.
+            let answer = self.call_anthropic(env, key, &request).await;
+            return answer.output.map(|o| labelled(o, provider));
+        }
+        // The server's key: an allowed model, bounded output, the owner's daily budget.
+        if !ai_config.server_models.contains(&request.model) {
+            let note = format!(
+                "the model \"{}\" is not available with the server's key (available: {}); connect your own \
+                 Anthropic key to use it",
+                request.model,
+                ai_config.server_models.join(", ")
+            );
+            return Ok(local_answer(&request, Some(note)));
+        }
+        request.max_tokens = request.max_tokens.min(ai_config.server_max_tokens);
+        // The most the call can use: the prompt (about four characters a token,
+        // counted generously) and every output token.
+        let prompt_chars = request.input.len() + request.prompt.len() + 1024;
+        let reserve =
+            i64::try_from(prompt_chars / 3).unwrap_or(i64::MAX).saturating_add(i64::from(request.max_tokens));
+        let budget = i64::try_from(ai_config.server_daily_tokens).unwrap_or(i64::MAX);
+        let day = OffsetDateTime::now_utc().date();
+        let leases = &self.inner.leases;
+        let reserved = leases.reserve_ai_tokens(env.owner, day, reserve, budget).await.map_err(|_| {
+            StepError { message: "the AI budget could not be checked".into(), retryable: true }
+        })?;
+        if reserved.is_none() {
+            metrics::counter!("executor_ai_server_budget_exhausted_total").increment(1);
+            let note = format!(
+                "today's budget of {budget} tokens on the server's AI key is used up; this step ran the local \
+                 fallback (connect your own Anthropic key to go on)"
+            );
+            return Ok(local_answer(&request, Some(note)));
+        }
+        let answer = self.call_anthropic(env, key, &request).await;
+        // What the call used as reported (nothing when refused); where nobody can
+        // know, the reservation stands.
+        let used = answer.tokens.and_then(|t| i64::try_from(t).ok()).unwrap_or(reserve);
+        if let Err(e) = leases.settle_ai_tokens(env.owner, day, reserve, used).await {
+            tracing::warn!(error = %e, "could not settle AI token use; the reservation stands");
+        }
+        metrics::counter!("executor_ai_server_tokens_total").increment(u64::try_from(used).unwrap_or(0));
+        answer.output.map(|o| labelled(o, provider))
     }
+
+    async fn call_anthropic(
+        &self,
+        env: &StepEnv<'_>,
+        key: &SecretString,
+        request: &ai::Request,
+    ) -> ai::Answer {
+        ai::anthropic(
+            env.http,
+            &self.inner.config.providers.anthropic_base_url,
+            key.expose_secret(),
+            request,
+            env.timeout,
+        )
+        .await
+    }
+}
+
+/// An AI output with the provider that answered.
+fn labelled(mut output: Value, provider: ai::Provider) -> Produced {
+    output["provider"] = Value::String(provider.label().to_owned());
+    (output, Some(provider.label().to_owned()))
+}
+
+/// The local fallback's answer, with why it ran instead of a model (if it did).
+fn local_answer(request: &ai::Request, note: Option<String>) -> Produced {
+    let (mut output, provider) = labelled(ai::local(request), ai::Provider::Local);
+    if let Some(note) = note {
+        output["note"] = Value::String(note);
+    }
+    (output, provider)
 }
 
 /// A run waiting for a free slot; it counts as in flight until its execution ends.

@@ -110,6 +110,25 @@ pub trait LeaseStore: Clone + Send + Sync + 'static {
 
     /// A run's status (None if it is gone).
     fn status(&self, id: Uuid) -> impl Future<Output = Result<Option<i16>, sqlx::Error>> + Send;
+
+    /// Reserves `tokens` of `owner`'s server-key budget for `day` if the day's use
+    /// stays within `budget`; the day's use after it, or None if it would not fit.
+    fn reserve_ai_tokens(
+        &self,
+        owner: Uuid,
+        day: time::Date,
+        tokens: i64,
+        budget: i64,
+    ) -> impl Future<Output = Result<Option<i64>, sqlx::Error>> + Send;
+
+    /// Replaces a reservation of `reserved` tokens by the `used` ones.
+    fn settle_ai_tokens(
+        &self,
+        owner: Uuid,
+        day: time::Date,
+        reserved: i64,
+        used: i64,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 }
 
 /// The Postgres implementation, on the system role's pool.
@@ -400,6 +419,48 @@ impl LeaseStore for PgLeaseStore {
         sqlx::query_scalar!("SELECT status FROM executor.runs WHERE id = $1", id)
             .fetch_optional(&self.pool)
             .await
+    }
+
+    async fn reserve_ai_tokens(
+        &self,
+        owner: Uuid,
+        day: time::Date,
+        tokens: i64,
+        budget: i64,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        // One statement: the row is created at zero or updated, and the update
+        // happens only while the sum fits (the row lock orders concurrent calls).
+        sqlx::query_scalar!(
+            "INSERT INTO executor.ai_usage AS u (owner_id, day, tokens) SELECT $1, $2, $3::bigint WHERE $3::bigint <= $4::bigint
+             ON CONFLICT (owner_id, day) DO UPDATE SET tokens = u.tokens + EXCLUDED.tokens
+                 WHERE u.tokens + EXCLUDED.tokens <= $4::bigint
+             RETURNING tokens",
+            owner,
+            day,
+            tokens,
+            budget,
+        )
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    async fn settle_ai_tokens(
+        &self,
+        owner: Uuid,
+        day: time::Date,
+        reserved: i64,
+        used: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query!(
+            "UPDATE executor.ai_usage SET tokens = GREATEST(tokens - $3 + $4, 0) WHERE owner_id = $1 AND day = $2",
+            owner,
+            day,
+            reserved,
+            used,
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }
 

@@ -112,10 +112,17 @@ pub async fn sweeper(
                 Ok(n) => tracing::info!(deleted = n, "pruned finished runs beyond the per-Pilot cap"),
                 Err(e) => tracing::warn!(error = %e, "run prune failed"),
             }
+            // AI usage counts only today's; earlier days are kept one day more.
+            if let Err(e) = system.sweep_ai_usage((now - Duration::from_secs(24 * 3600)).date()).await {
+                tracing::warn!(error = %e, "AI usage sweep failed");
+            }
         }
     })
     .await;
 }
+
+/// Pages of due ticks one scheduler pass fires at most (1,000 ticks each).
+const MAX_PAGES_PER_PASS: usize = 20;
 
 /// The scheduler: fires due schedule ticks through the same path as webhooks.
 /// Several replicas may fire the same tick; the trigger's `Nats-Msg-Id`
@@ -153,7 +160,12 @@ impl Scheduler {
         .await;
     }
 
-    /// Fires every tick in `(last fired, now]` and advances the mark.
+    /// Fires every tick in `(last fired, now]`, page by page, and advances the
+    /// mark to what was handed out: the window's end once every page is fired, or
+    /// — when a pass stops after `MAX_PAGES_PER_PASS` pages — to just before the
+    /// last tick fired (ticks at that instant on a later page are fired by the
+    /// next pass; those already fired collapse on their message id). A failure
+    /// mid-window leaves the mark where it was.
     pub async fn fire(&self, now: OffsetDateTime) -> anyhow::Result<usize> {
         let floor = now - self.max_catch_up;
         let last = self.system.last_tick(now - self.tick).await?.max(floor);
@@ -162,9 +174,46 @@ impl Scheduler {
         }
         // The catalog answers windows of at most 24 hours.
         let until = now.min(last + Duration::from_secs(24 * 3600));
-        let due = self.clients.due(to_proto(last), to_proto(until)).await?;
         let mut fired = 0;
-        for d in &due {
+        let mut token = String::new();
+        let mut mark = until;
+        for page in 0.. {
+            let (due, next) = self.clients.due(to_proto(last), to_proto(until), token).await?;
+            fired += self.publish(&due, now).await?;
+            if next.is_empty() {
+                break;
+            }
+            let before_last = due
+                .last()
+                .and_then(|d| d.tick.as_ref())
+                .and_then(from_proto)
+                .map(|tick| tick - time::Duration::microseconds(1));
+            // Stop early only when that moves the mark (a page of one instant's
+            // ticks never stalls the scheduler).
+            if page + 1 >= MAX_PAGES_PER_PASS
+                && let Some(before_last) = before_last.filter(|m| *m > last)
+            {
+                mark = before_last;
+                break;
+            }
+            token = next;
+        }
+        self.system.advance_tick(mark.max(last)).await?;
+        if fired > 0 {
+            metrics::counter!("executor_schedule_ticks_fired_total").increment(fired as u64);
+            tracing::info!(fired, "schedule ticks fired");
+        }
+        Ok(fired)
+    }
+
+    /// Publishes due ticks as triggers; how many.
+    async fn publish(
+        &self,
+        due: &[bizops_proto::catalog::v1::DueSchedule],
+        now: OffsetDateTime,
+    ) -> anyhow::Result<usize> {
+        let mut fired = 0;
+        for d in due {
             let (Ok(owner), Ok(pilot), Some(tick)) = (
                 d.owner_id.parse::<Uuid>(),
                 d.pilot_id.parse::<Uuid>(),
@@ -199,11 +248,6 @@ impl Scheduler {
             )
             .await?;
             fired += 1;
-        }
-        self.system.advance_tick(until).await?;
-        if fired > 0 {
-            metrics::counter!("executor_schedule_ticks_fired_total").increment(fired as u64);
-            tracing::info!(fired, "schedule ticks fired");
         }
         Ok(fired)
     }

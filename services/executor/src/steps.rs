@@ -89,6 +89,8 @@ pub struct StepEnv<'a> {
     pub ctx: &'a Value,
     /// This run's credentials by name.
     pub credentials: &'a HashMap<String, Credential>,
+    /// The run's owner (whose server-key AI budget a step uses).
+    pub owner: uuid::Uuid,
     /// `<run id>/<step key>`, sent as Resend's Idempotency-Key.
     pub idempotency_key: String,
     /// Per-attempt timeout.

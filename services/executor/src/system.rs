@@ -225,6 +225,13 @@ impl SystemStore {
         Ok(done.rows_affected())
     }
 
+    /// Deletes the AI usage of days before `before`.
+    pub async fn sweep_ai_usage(&self, before: time::Date) -> Result<u64, sqlx::Error> {
+        let done =
+            sqlx::query!("DELETE FROM executor.ai_usage WHERE day < $1", before).execute(&self.pool).await?;
+        Ok(done.rows_affected())
+    }
+
     /// Deletes finished runs beyond the newest `keep` of every Pilot (those the
     /// intake could not delete yet because they were unfinished then).
     pub async fn prune_runs(&self, keep: i64) -> Result<u64, sqlx::Error> {
@@ -261,7 +268,7 @@ impl SystemStore {
         Ok((runs.rows_affected(), jobs.rows_affected()))
     }
 
-    /// Deletes everything of an owner: runs (steps, approvals) and jobs.
+    /// Deletes everything of an owner: runs (steps, approvals), jobs and AI usage.
     pub async fn delete_owner(&self, owner: Uuid) -> Result<(u64, u64), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let runs =
@@ -271,6 +278,7 @@ impl SystemStore {
         // Step rows and approvals go with their runs; these catch any stragglers.
         sqlx::query!("DELETE FROM executor.step_runs WHERE owner_id = $1", owner).execute(&mut *tx).await?;
         sqlx::query!("DELETE FROM executor.approvals WHERE owner_id = $1", owner).execute(&mut *tx).await?;
+        sqlx::query!("DELETE FROM executor.ai_usage WHERE owner_id = $1", owner).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok((runs.rows_affected(), jobs.rows_affected()))
     }

@@ -64,7 +64,7 @@ impl App {
             .await?
             .with_shutdown(config.shutdown_drain, config.shutdown_grace);
         let catalog = Catalog {
-            store: PgPilotStore::new(service_pool),
+            store: PgPilotStore::new(service_pool).with_max_schedules(config.limits.max_schedules),
             system,
             keyring,
             cache: WebhookCache::new(config.webhooks.cache_ttl),

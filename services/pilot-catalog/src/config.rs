@@ -126,6 +126,11 @@ pub struct LimitsConfig {
     pub max_document_bytes: usize,
     /// Pilots per owner.
     pub max_pilots: u32,
+    /// Schedules per owner, over all their Pilots.
+    pub max_schedules: u32,
+    /// Schedule ticks of one owner that fire within one minute; ticks beyond are
+    /// not fired (counted in `catalog_schedule_ticks_dropped_total`).
+    pub schedule_ticks_per_minute: u32,
 }
 
 impl Default for LimitsConfig {
@@ -134,6 +139,8 @@ impl Default for LimitsConfig {
             max_steps: bizops_pilot_spec::limits::MAX_STEPS,
             max_document_bytes: 256 * 1024,
             max_pilots: 500,
+            max_schedules: 100,
+            schedule_ticks_per_minute: 60,
         }
     }
 }

@@ -14,6 +14,7 @@ use bizops_proto::{
 use bizops_runtime::{clock::Clock, paging::Page};
 use prost::Message as _;
 use secrecy::ExposeSecret as _;
+use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -32,6 +33,28 @@ use crate::{
 const NOT_ACCEPTED: &str = "webhook not accepted";
 /// Largest ListDueSchedules window.
 const MAX_DUE_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// Where a page of due ticks ended: its last tick and schedule.
+struct DueCursor {
+    tick: OffsetDateTime,
+    schedule: Uuid,
+}
+
+impl DueCursor {
+    fn token(&self) -> String {
+        format!("{}.{}:{}", self.tick.unix_timestamp(), self.tick.nanosecond(), self.schedule)
+    }
+
+    fn parse(token: &str) -> Option<Self> {
+        let (time, schedule) = token.split_once(':')?;
+        let (secs, nanos) = time.split_once('.')?;
+        let tick = OffsetDateTime::from_unix_timestamp(secs.parse().ok()?)
+            .ok()?
+            .replace_nanosecond(nanos.parse().ok()?)
+            .ok()?;
+        Some(Self { tick, schedule: schedule.parse().ok()? })
+    }
+}
 
 /// Everything the RPC handlers share.
 pub struct Catalog<S> {
@@ -189,25 +212,71 @@ impl<S: PilotStore> Catalog<S> {
             0 => 1000,
             n => n.min(10_000) as usize,
         };
-        let mut due = Vec::new();
+        let cursor = match req.page_token.as_str() {
+            "" => None,
+            token => {
+                Some(DueCursor::parse(token).ok_or_else(|| Error::invalid("page_token", "is not valid"))?)
+            }
+        };
+        let per_minute = self.limits.schedule_ticks_per_minute as usize;
+        let mut due: Vec<(OffsetDateTime, Uuid, pb::DueSchedule)> = Vec::new();
         for s in self.system.schedules().await.map_err(Error::internal)? {
             let (Ok(cron), Ok(tz)) = (schedule::parse(&s.cron), schedule::timezone(&s.timezone)) else {
                 tracing::warn!(pilot_id = %s.pilot_id, schedule_id = %s.id, "stored schedule does not parse; skipped");
                 continue;
             };
-            for tick in schedule::ticks(&cron, tz, after, until, limit) {
-                due.push(pb::DueSchedule {
-                    owner_id: s.owner_id.to_string(),
-                    pilot_id: s.pilot_id.to_string(),
-                    schedule_id: s.id.to_string(),
-                    tick: Some(to_proto(tick)),
-                    pilot_version: s.version,
-                });
+            // A schedule fires at most once a minute, so this bounds its ticks.
+            let most = usize::try_from((until - after).whole_minutes()).unwrap_or(0).saturating_add(2);
+            for tick in schedule::ticks(&cron, tz, after, until, most) {
+                due.push((
+                    tick,
+                    s.id,
+                    pb::DueSchedule {
+                        owner_id: s.owner_id.to_string(),
+                        pilot_id: s.pilot_id.to_string(),
+                        schedule_id: s.id.to_string(),
+                        tick: Some(to_proto(tick)),
+                        pilot_version: s.version,
+                    },
+                ));
             }
         }
-        due.sort_by_key(|d| d.tick.as_ref().map(|t| (t.seconds, t.nanos)));
-        due.truncate(limit);
-        Ok(pb::ListDueSchedulesResponse { due })
+        due.sort_by_key(|(tick, id, _)| (*tick, *id));
+        // One owner's ticks within a minute beyond the cap are not fired, so a
+        // flood of schedules cannot crowd out everyone else's (deterministic:
+        // every page and every replica drops the same ones).
+        let mut per_owner_minute: std::collections::HashMap<(String, i64), usize> =
+            std::collections::HashMap::new();
+        let mut dropped = 0u64;
+        due.retain(|(tick, _, d)| {
+            let n = per_owner_minute
+                .entry((d.owner_id.clone(), tick.unix_timestamp().div_euclid(60)))
+                .or_default();
+            *n += 1;
+            let keep = *n <= per_minute;
+            if !keep {
+                dropped += 1;
+            }
+            keep
+        });
+        if dropped > 0 && cursor.is_none() {
+            metrics::counter!("catalog_schedule_ticks_dropped_total").increment(dropped);
+            tracing::warn!(dropped, "schedule ticks over an owner's per-minute cap were not fired");
+        }
+        let start = match cursor {
+            Some(c) => due.partition_point(|(tick, id, _)| (*tick, *id) <= (c.tick, c.schedule)),
+            None => 0,
+        };
+        let rest = due.len().saturating_sub(start);
+        let page: Vec<_> = due.into_iter().skip(start).take(limit).collect();
+        let next_page_token = match page.last() {
+            Some((tick, id, _)) if rest > limit => DueCursor { tick: *tick, schedule: *id }.token(),
+            _ => String::new(),
+        };
+        Ok(pb::ListDueSchedulesResponse {
+            due: page.into_iter().map(|(_, _, d)| d).collect(),
+            next_page_token,
+        })
     }
 }
 

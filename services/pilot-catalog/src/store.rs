@@ -29,6 +29,12 @@ pub enum StoreError {
         /// The limit.
         max: u32,
     },
+    /// The owner's Pilots would have more schedules than allowed.
+    #[error("schedule limit reached")]
+    ScheduleLimit {
+        /// The limit.
+        max: u32,
+    },
     /// Stored content that does not decode (a bug or corruption).
     #[error("stored pilot version does not decode: {0}")]
     Decode(#[from] prost::DecodeError),
@@ -52,6 +58,11 @@ impl From<StoreError> for bizops_errors::Error {
                 ErrorCode::LimitExceeded,
                 format!("an account can have at most {max} Pilots; delete one first"),
             ),
+            StoreError::ScheduleLimit { max } => Error::new(
+                ErrorCode::LimitExceeded,
+                format!("an account can have at most {max} schedules over all its Pilots; remove one first"),
+            )
+            .with_field("schedules", format!("at most {max} schedules per account")),
             StoreError::Decode(e) => Error::internal(e),
             StoreError::Db(e) => Error::internal(e),
         }
@@ -190,12 +201,20 @@ pub trait PilotStore: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct PgPilotStore {
     pool: PgPool,
+    max_schedules: u32,
 }
 
 impl PgPilotStore {
     /// A store on `pool` (connected as `bizops_catalog`).
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self { pool, max_schedules: crate::config::LimitsConfig::default().max_schedules }
+    }
+
+    /// At most `max` schedules per owner, over all their Pilots.
+    #[must_use]
+    pub fn with_max_schedules(mut self, max: u32) -> Self {
+        self.max_schedules = max;
+        self
     }
 
     async fn scoped(&self, owner: OwnerId) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
@@ -257,6 +276,7 @@ async fn insert_version(
     version: i64,
     spec: &pb::PilotSpec,
     now: OffsetDateTime,
+    max_schedules: u32,
 ) -> Result<(), StoreError> {
     sqlx::query!(
         "INSERT INTO catalog.pilot_versions (pilot_id, owner_id, version, title, step_count, spec, created_at)
@@ -289,6 +309,22 @@ async fn insert_version(
     )
     .execute(&mut **tx)
     .await?;
+    if !spec.schedules.is_empty() {
+        // Serialised per owner (the lock is held to the end of the transaction),
+        // so concurrent saves cannot pass the limit together.
+        sqlx::query!(
+            "SELECT pg_advisory_xact_lock(hashtextextended('catalog.schedules:' || $1, 0))",
+            owner.to_string()
+        )
+        .fetch_one(&mut **tx)
+        .await?;
+        let count = sqlx::query_scalar!("SELECT count(*) AS \"n!\" FROM catalog.schedules")
+            .fetch_one(&mut **tx)
+            .await?;
+        if count > i64::from(max_schedules) {
+            return Err(StoreError::ScheduleLimit { max: max_schedules });
+        }
+    }
     Ok(())
 }
 
@@ -349,7 +385,7 @@ impl PilotStore for PgPilotStore {
         )
         .execute(&mut *tx)
         .await?;
-        insert_version(&mut tx, owner, pilot_id, 1, spec, now).await?;
+        insert_version(&mut tx, owner, pilot_id, 1, spec, now, self.max_schedules).await?;
         insert_secret(&mut tx, owner, pilot_id, secret, now).await?;
         let row = fetch_pilot(&mut tx, pilot_id).await?;
         tx.commit().await?;
@@ -407,7 +443,7 @@ impl PilotStore for PgPilotStore {
             return Err(StoreError::Stale { current });
         }
         let next = current + 1;
-        insert_version(&mut tx, owner, id, next, spec, now).await?;
+        insert_version(&mut tx, owner, id, next, spec, now, self.max_schedules).await?;
         sqlx::query!(
             "UPDATE catalog.pilots SET current_version = $2, title = $3, updated_at = $4 WHERE id = $1",
             id,

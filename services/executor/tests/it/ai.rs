@@ -1,5 +1,6 @@
 //! The AI provider chain: the owner's key, else the server's, else local.
 
+use bizops_authn::OwnerId;
 use bizops_proto::{
     catalog::v1::{self as cpb, step::Kind},
     events::v1::RunStatus,
@@ -120,4 +121,105 @@ async fn without_any_key_the_local_fallback_answers_and_nothing_leaves_the_serve
         assert_eq!(step_of(&run, key).provider, "local");
     }
     assert!(anthropic.received_requests().await.unwrap().is_empty(), "no request left the server");
+}
+
+fn classify_with(model: &str, max_tokens: u32) -> Kind {
+    let Kind::Ai(mut a) = ai(cpb::AiTask::Classify) else { unreachable!() };
+    a.model = model.into();
+    a.max_tokens = max_tokens;
+    Kind::Ai(a)
+}
+
+/// The server's key is shared by everyone: each owner has a daily budget of
+/// tokens on it, its output per call is capped, and only the listed models may be
+/// used. Beyond, the step runs the local fallback and says why; the owner's own
+/// key is theirs and unlimited.
+#[tokio::test]
+async fn the_servers_key_has_a_budget_per_owner_and_day_and_a_model_list() {
+    let env = Env::new().await;
+    let anthropic = MockServer::start().await;
+    let mut config = env.config();
+    config.providers.anthropic_base_url = anthropic.uri();
+    config.ai.server_key = Some("sk-ant-server-key".to_owned().into());
+    config.ai.server_daily_tokens = 1000;
+    config.ai.server_max_tokens = 100;
+    config.ai.server_models = vec!["claude-haiku-4-5".into()];
+    let exec = env.start(config).await;
+    // Every call through the server's key asks for at most 100 output tokens and
+    // reports using 900 (more than half the budget).
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .and(header("x-api-key", "sk-ant-server-key"))
+        .and(wiremock::matchers::body_partial_json(json!({"model": "claude-haiku-4-5", "max_tokens": 100})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "content": [{"type": "text", "text": "outage"}],
+            "usage": {"input_tokens": 400, "output_tokens": 500},
+        })))
+        .expect(2)
+        .mount(&anthropic)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .and(header("x-api-key", "sk-ant-own-key"))
+        .and(wiremock::matchers::body_partial_json(json!({"model": "claude-opus-4-1", "max_tokens": 4000})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "content": [{"type": "text", "text": "outage"}],
+            "usage": {"input_tokens": 4000, "output_tokens": 5000},
+        })))
+        .expect(2)
+        .mount(&anthropic)
+        .await;
+    let payload = json!({"text": "Everything is down"});
+    let run = |owner: OwnerId, kind: Kind| {
+        let env = &env;
+        let exec = &exec;
+        let payload = payload.clone();
+        async move {
+            let pilot = env.pilot(owner.as_uuid(), vec![step("label", kind)]);
+            env.trigger(owner.as_uuid(), pilot, "k", payload).await;
+            let run = env.wait_run(exec, owner, pilot, TERMINAL).await;
+            assert_eq!(run.status, RunStatus::Succeeded as i32, "{run:?}");
+            output(&run, "label")
+        }
+    };
+
+    // The first call fits the budget and is settled to the 900 tokens reported;
+    // the next would not fit (its reservation counts the whole output), so it
+    // answers locally and says why.
+    let heavy = owner();
+    let first = run(heavy, classify_with("claude-haiku-4-5", 4000)).await;
+    assert_eq!(first, json!({"label": "outage", "provider": "server"}));
+    let second = run(heavy, classify_with("claude-haiku-4-5", 4000)).await;
+    assert_eq!(second["provider"], "local", "{second}");
+    assert!(second["label"].is_string(), "{second}");
+    let note = second["note"].as_str().unwrap();
+    assert!(note.contains("budget of 1000 tokens"), "{note}");
+
+    // Another owner's budget is untouched.
+    let other = owner();
+    assert_eq!(run(other, classify_with("claude-haiku-4-5", 0)).await["provider"], "server");
+
+    // A model that is not on the list is not called with the server's key.
+    let fancy = run(other, classify_with("claude-opus-4-1", 0)).await;
+    assert_eq!(fancy["provider"], "local");
+    assert!(fancy["note"].as_str().unwrap().contains("\"claude-opus-4-1\" is not available"), "{fancy}");
+
+    // The owner's own key: any model, no cap on output, no budget.
+    env.vault.put(heavy.as_uuid(), "anthropic", ConnectorKind::Anthropic, "sk-ant-own-key");
+    for _ in 0..2 {
+        let own = run(heavy, classify_with("claude-opus-4-1", 4000)).await;
+        assert_eq!(own, json!({"label": "outage", "provider": "user"}));
+    }
+    anthropic.verify().await;
+
+    // What was counted: 900 for each owner today, nothing for the own key.
+    let db = env.superuser().await;
+    for who in [heavy, other] {
+        let used: i64 = sqlx::query_scalar("SELECT tokens FROM executor.ai_usage WHERE owner_id = $1")
+            .bind(who.as_uuid())
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        assert_eq!(used, 900);
+    }
 }

@@ -18,8 +18,10 @@ use uuid::Uuid;
 pub struct CatalogData {
     /// (pilot, version) → (owner, spec, enabled)
     pub versions: Arc<Mutex<HashMap<(Uuid, i64), (Uuid, cpb::PilotSpec, bool)>>>,
-    /// What ListDueSchedules answers (filtered by the window).
+    /// What ListDueSchedules answers (filtered by the window, in pages).
     pub due: Arc<Mutex<Vec<cpb::DueSchedule>>>,
+    /// Ticks per ListDueSchedules page (0: the request's limit).
+    pub due_page: Arc<std::sync::atomic::AtomicUsize>,
     /// Session verifier for GetPilot (called with the user's token).
     pub sessions: Arc<Mutex<Option<bizops_authn::SessionVerifier>>>,
 }
@@ -161,8 +163,19 @@ impl cs::CatalogService for FakeCatalog {
                     && (t.seconds, t.nanos) <= (until.seconds, until.nanos)
             })
             .cloned()
-            .collect();
-        Ok(Response::new(cpb::ListDueSchedulesResponse { due }))
+            .collect::<Vec<_>>();
+        let mut due = due;
+        due.sort_by_key(|d| d.tick.map(|t| (t.seconds, t.nanos)));
+        let size = match self.0.due_page.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => req.limit as usize,
+            n => n,
+        };
+        // The page token is the offset of the page (the fake's own format).
+        let from: usize = req.page_token.parse().unwrap_or(0);
+        let page: Vec<_> = due.iter().skip(from).take(size).cloned().collect();
+        let next_page_token =
+            if from + page.len() < due.len() { (from + page.len()).to_string() } else { String::new() };
+        Ok(Response::new(cpb::ListDueSchedulesResponse { due: page, next_page_token }))
     }
     async fn delete_owner_data(
         &self,

@@ -223,6 +223,53 @@ async fn two_schedulers_fire_a_tick_exactly_once() {
     assert_eq!(n, 1, "one run per tick with two executors");
 }
 
+/// A window with more ticks than a pass hands out (20 pages) loses none: the
+/// mark advances only to what was fired, and the next pass fires the rest.
+#[tokio::test]
+async fn ticks_beyond_a_pass_are_fired_by_the_next_one() {
+    let env = Env::new().await;
+    let owner = owner();
+    let pilot = env.pilot(owner.as_uuid(), vec![step("a", transform("{}"))]);
+    env.catalog.due_page.store(2, std::sync::atomic::Ordering::SeqCst);
+    let now = time::OffsetDateTime::now_utc();
+    let schedule = uuid::Uuid::now_v7().to_string();
+    // 45 ticks in the last minute (within the catch-up): 23 pages of 2.
+    for i in 0..45 {
+        env.catalog.due.lock().unwrap().push(cpb::DueSchedule {
+            owner_id: owner.to_string(),
+            pilot_id: pilot.to_string(),
+            schedule_id: schedule.clone(),
+            tick: Some(to_proto(now - time::Duration::seconds(50 - i))),
+            pilot_version: 1,
+        });
+    }
+    // The scheduler last fired a minute ago: its first pass covers all 45.
+    let pool = env.superuser().await;
+    sqlx::query("INSERT INTO executor.scheduler_state (id, last_tick) VALUES (1, $1)")
+        .bind(now - time::Duration::seconds(60))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let exec = env.start(env.config()).await;
+    bizops_testkit::eventually("all 45 ticks to become runs", bizops_testkit::PATIENCE, || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM executor.runs WHERE pilot_id = $1")
+            .bind(pilot)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        (n == 45).then_some(())
+    })
+    .await;
+    full_pass("scheduler", exec.progress.scheduler_passes()).await;
+    env.quiesce(&[&exec]).await;
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM executor.runs WHERE pilot_id = $1")
+        .bind(pilot)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 45, "every tick once");
+}
+
 /// Postgres cannot store a NUL in text: a trigger whose key carries one is
 /// dead-lettered at intake, and the triggers around it (same batch) still run.
 #[tokio::test]

@@ -103,6 +103,11 @@ async fn the_service_role_sees_nothing_without_an_owner() {
     let pilot = env.pilot(a.as_uuid(), vec![step("x", transform("{}"))]);
     env.trigger(a.as_uuid(), pilot, "r", serde_json::json!({})).await;
     env.wait_run(&exec, a, pilot, TERMINAL).await;
+    sqlx::query("INSERT INTO executor.ai_usage (owner_id, day, tokens) VALUES ($1, current_date, 10)")
+        .bind(a.as_uuid())
+        .execute(&env.superuser().await)
+        .await
+        .unwrap();
     let mut conn = PgConnection::connect(&env.db.url("bizops_executor")).await.unwrap();
     let (superuser, bypass): (bool, bool) =
         sqlx::query_as("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
@@ -118,6 +123,15 @@ async fn the_service_role_sees_nothing_without_an_owner() {
                 .unwrap();
         assert_eq!(n, 0, "{table}");
     }
+    // AI usage is the system role's alone (the engine's budget): not even readable.
+    let denied = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM executor.ai_usage")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&denied, sqlx::Error::Database(e) if e.code().as_deref() == Some("42501")),
+        "{denied:?}"
+    );
 }
 
 #[tokio::test]
@@ -131,6 +145,13 @@ async fn delete_owner_data_removes_runs_jobs_and_queued_triggers() {
     env.trigger(b.as_uuid(), pb_, "1", serde_json::json!({})).await;
     env.wait_run(&exec, a, pa, TERMINAL).await;
     env.wait_run(&exec, b, pb_, TERMINAL).await;
+    for o in [a, b] {
+        sqlx::query("INSERT INTO executor.ai_usage (owner_id, day, tokens) VALUES ($1, current_date, 10)")
+            .bind(o.as_uuid())
+            .execute(&env.superuser().await)
+            .await
+            .unwrap();
+    }
     let req = || {
         authed(
             &env.identity.token_for("executor").unwrap(),
@@ -142,7 +163,7 @@ async fn delete_owner_data_removes_runs_jobs_and_queued_triggers() {
     let second = exec.client.clone().delete_owner_data(req()).await.unwrap().into_inner();
     assert_eq!((second.runs_deleted, second.jobs_deleted), (0, 0), "idempotent");
     let pool = env.superuser().await;
-    for table in ["jobs", "runs", "step_runs", "approvals"] {
+    for table in ["jobs", "runs", "step_runs", "approvals", "ai_usage"] {
         let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT count(*) FROM executor.{table} WHERE owner_id = $1"
         )))
@@ -153,6 +174,12 @@ async fn delete_owner_data_removes_runs_jobs_and_queued_triggers() {
         assert_eq!(n, 0, "{table}");
     }
     let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM executor.runs WHERE owner_id = $1")
+        .bind(b.as_uuid())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, 1);
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM executor.ai_usage WHERE owner_id = $1")
         .bind(b.as_uuid())
         .fetch_one(&pool)
         .await

@@ -157,6 +157,36 @@ async fn finished_jobs_older_than_the_retention_are_swept() {
     assert_eq!(runs, 2);
 }
 
+/// AI token counts matter for the current UTC day only; the sweep deletes
+/// those of days before yesterday.
+#[tokio::test]
+async fn ai_usage_of_past_days_is_swept() {
+    let env = Env::new().await;
+    let exec = env.start(env.config()).await;
+    let pool = env.superuser().await;
+    let owner = owner();
+    for days_ago in [0, 1, 2, 30] {
+        sqlx::query(
+            "INSERT INTO executor.ai_usage (owner_id, day, tokens)
+             VALUES ($1, (now() AT TIME ZONE 'UTC')::date - $2::int, 10)",
+        )
+        .bind(owner.as_uuid())
+        .bind(days_ago)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    full_pass("sweep", exec.progress.sweeps()).await;
+    let left: Vec<i32> = sqlx::query_scalar(
+        "SELECT ((now() AT TIME ZONE 'UTC')::date - day)::int FROM executor.ai_usage WHERE owner_id = $1 ORDER BY 1",
+    )
+    .bind(owner.as_uuid())
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(left, [0, 1]);
+}
+
 #[tokio::test]
 async fn a_pilot_deleted_event_removes_that_pilots_runs_and_queued_triggers() {
     let env = Env::new().await;

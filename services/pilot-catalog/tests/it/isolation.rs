@@ -105,7 +105,7 @@ async fn internal_rpcs_refuse_users_and_the_wrong_services() {
     );
     let due = pb::ListDueSchedulesRequest::default();
     assert_status(
-        c.list_due_schedules(as_service(&cat.gateway, due)).await,
+        c.list_due_schedules(as_service(&cat.gateway, due.clone())).await,
         Code::PermissionDenied,
         "PERMISSION_DENIED",
     );

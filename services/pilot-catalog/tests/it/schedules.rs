@@ -37,6 +37,7 @@ async fn due_schedules_are_computed_across_a_dst_change() {
                 after: Some(to_proto(datetime!(2026-03-28 01:00 UTC))),
                 until: Some(to_proto(datetime!(2026-03-29 01:00 UTC))),
                 limit: 0,
+                page_token: String::new(),
             },
         ))
         .await
@@ -61,6 +62,7 @@ async fn due_schedules_are_computed_across_a_dst_change() {
                 after: Some(to_proto(datetime!(2026-10-24 22:00 UTC))),
                 until: Some(to_proto(datetime!(2026-10-25 12:00 UTC))),
                 limit: 0,
+                page_token: String::new(),
             },
         ))
         .await
@@ -82,6 +84,7 @@ async fn windows_are_bounded() {
                     after: Some(to_proto(datetime!(2026-01-01 00:00 UTC))),
                     until: Some(to_proto(datetime!(2026-01-03 00:00 UTC))),
                     limit: 0,
+                    page_token: String::new(),
                 },
             ))
             .await,
@@ -89,4 +92,97 @@ async fn windows_are_bounded() {
         "INVALID_ARGUMENT",
     );
     assert!(s.message().contains("24 hours"), "{}", s.message());
+}
+
+fn every_minute(n: usize) -> pb::PilotSpec {
+    let mut s = sample_spec();
+    s.schedules = (0..n)
+        .map(|_| pb::Schedule {
+            id: String::new(),
+            cron: "* * * * *".into(),
+            timezone: "UTC".into(),
+            enabled: true,
+        })
+        .collect();
+    s
+}
+
+/// Every tick of a window comes out, page by page, once each and in order, and
+/// one owner's flood of schedules is capped per minute and per account, so it
+/// cannot push anyone else's ticks out of a page or a window.
+#[tokio::test]
+async fn pages_hand_out_every_tick_and_one_owner_cannot_crowd_out_others() {
+    let cat = Catalog::start_with(|c| {
+        c.limits.max_schedules = 10;
+        c.limits.schedule_ticks_per_minute = 3;
+    })
+    .await;
+    let flood = cat.user(owner());
+    let victim = cat.user(owner());
+    cat.create(&flood, every_minute(10)).await;
+    // The account's eleventh schedule is refused, on the field that holds it.
+    let s = assert_status(
+        cat.client()
+            .create_pilot(authed(
+                &flood,
+                pb::CreatePilotRequest { spec: Some(every_minute(1)), enabled: true },
+            ))
+            .await,
+        Code::FailedPrecondition,
+        "LIMIT_EXCEEDED",
+    );
+    assert!(s.message().contains("at most 10 schedules"), "{}", s.message());
+    let theirs = cat.create(&victim, every_minute(1)).await.pilot.unwrap();
+
+    // Five minutes, two ticks a page.
+    let (after, until) = (datetime!(2026-06-01 10:00 UTC), datetime!(2026-06-01 10:05 UTC));
+    let mut token = String::new();
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = cat
+            .client()
+            .list_due_schedules(as_service(
+                &cat.executor,
+                pb::ListDueSchedulesRequest {
+                    after: Some(to_proto(after)),
+                    until: Some(to_proto(until)),
+                    limit: 2,
+                    page_token: token.clone(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        pages += 1;
+        assert!(page.due.len() <= 2);
+        seen.extend(page.due);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+        assert!(pages < 100, "paging does not end");
+    }
+    let keys: Vec<(i64, String)> =
+        seen.iter().map(|d| (d.tick.as_ref().unwrap().seconds, d.schedule_id.clone())).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(keys, sorted, "in order, none twice");
+    let mine = seen.iter().filter(|d| d.pilot_id == theirs.id).count();
+    assert_eq!(mine, 5, "every one of the victim's ticks");
+    assert_eq!(seen.len() - mine, 5 * 3, "the flood: three ticks a minute");
+    assert_eq!(pages, 10);
+
+    let bad = pb::ListDueSchedulesRequest {
+        after: Some(to_proto(after)),
+        until: Some(to_proto(until)),
+        limit: 2,
+        page_token: "nonsense".into(),
+    };
+    assert_status(
+        cat.client().list_due_schedules(as_service(&cat.executor, bad)).await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
 }
