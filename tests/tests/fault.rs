@@ -76,6 +76,8 @@ async fn every_accepted_webhook_runs_exactly_once_through_executor_and_nats_cras
             ("gateway", "BIZOPS_RATE_LIMITS__WEBHOOK_PER_PILOT__BURST".into(), burst.clone()),
             ("gateway", "BIZOPS_RATE_LIMITS__WEBHOOK_PER_SOURCE__PER_MINUTE".into(), high),
             ("gateway", "BIZOPS_RATE_LIMITS__WEBHOOK_PER_SOURCE__BURST".into(), burst),
+            // The test polls every Pilot's runs through the API as one session.
+            ("gateway", "BIZOPS_RATE_LIMITS__API_PER_SESSION__PER_MINUTE".into(), "0".into()),
             ("gateway", "BIZOPS_TIMEOUTS__PUBLISH".into(), "2s".into()),
             // A crashed executor's unacknowledged triggers come back after 2 s and
             // its claimed runs after their 2 s lease.

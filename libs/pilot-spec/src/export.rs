@@ -41,6 +41,9 @@ pub struct Content<S = Step> {
     /// The schedules (without their ids, which belong to one Pilot).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedules: Vec<ExportedSchedule>,
+    /// How long one run may execute in all, in seconds (0: the server's default).
+    #[serde(default, skip_serializing_if = "crate::is_zero")]
+    pub max_execution_seconds: u32,
 }
 
 /// A schedule in an export: a [`crate::Schedule`] without its id.
@@ -83,6 +86,7 @@ pub fn to_document(spec: &pb::PilotSpec, exported_at: Option<String>) -> Result<
                 .into_iter()
                 .map(|s| ExportedSchedule { cron: s.cron, timezone: s.timezone, enabled: s.enabled })
                 .collect(),
+            max_execution_seconds: spec.max_execution_seconds,
         },
     })
 }
@@ -139,6 +143,7 @@ pub fn parse(json: &str, max_bytes: usize) -> Result<pb::PilotSpec, Error> {
                 enabled: s.enabled,
             })
             .collect(),
+        max_execution_seconds: doc.pilot.max_execution_seconds,
     }
     .into())
 }

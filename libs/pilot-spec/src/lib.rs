@@ -63,6 +63,12 @@ pub struct PilotSpec {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(max_items = 50))]
     pub schedules: Vec<Schedule>,
+    /// How long one run may execute in all, in seconds (60–86,400); 0 or absent:
+    /// the server's default (1 h). Waiting for approvals, retries and execution
+    /// slots does not count; the server may cut it to its own maximum.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 86400))]
+    pub max_execution_seconds: u32,
 }
 
 /// One step.

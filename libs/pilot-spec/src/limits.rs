@@ -19,6 +19,11 @@ pub const MAX_TIMEOUT_MS: u32 = 5 * 60 * 1000;
 pub const MAX_ATTEMPTS: u32 = 10;
 /// Longest backoff.
 pub const MAX_BACKOFF_MS: u32 = 10 * 60 * 1000;
+/// Shortest and longest execution deadline a Pilot may set, in seconds (0: the
+/// server's default).
+pub const MIN_EXECUTION_SECONDS: u32 = 60;
+/// See [`MIN_EXECUTION_SECONDS`].
+pub const MAX_EXECUTION_SECONDS: u32 = 24 * 3600;
 /// Longest approval deadline.
 pub const MAX_APPROVAL_SECONDS: u32 = 30 * 24 * 3600;
 /// Longest model name.

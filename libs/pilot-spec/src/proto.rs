@@ -29,6 +29,7 @@ impl From<PilotSpec> for pb::PilotSpec {
             description: s.description,
             steps: s.steps.into_iter().map(Into::into).collect(),
             schedules: s.schedules.into_iter().map(Into::into).collect(),
+            max_execution_seconds: s.max_execution_seconds,
         }
     }
 }
@@ -41,6 +42,7 @@ impl From<pb::PilotSpec> for PilotSpec {
             description: s.description,
             steps: s.steps.into_iter().filter_map(Step::from_proto).collect(),
             schedules: s.schedules.into_iter().map(Into::into).collect(),
+            max_execution_seconds: s.max_execution_seconds,
         }
     }
 }

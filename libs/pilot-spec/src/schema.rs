@@ -152,7 +152,7 @@ pub fn export_schema() -> Value {
     defs.insert("step".into(), step);
 
     let spec = schema_of::<PilotSpec>();
-    let mut pilot = object(&spec, &["title", "description", "steps", "schedules"]);
+    let mut pilot = object(&spec, &["title", "description", "steps", "schedules", "max_execution_seconds"]);
     pilot["properties"]["steps"]["items"] = json!({ "$ref": "#/$defs/step" });
     pilot["properties"]["schedules"]["items"] = json!({ "$ref": "#/$defs/schedule" });
 

@@ -171,6 +171,14 @@ impl App {
             config.runs.reaper_interval,
             stop.stopped(),
         )));
+        tasks.push(tokio::spawn(maintenance::backlog(
+            self.system.clone(),
+            self.js.clone(),
+            (subjects.triggers_stream(), config.intake.consumer.clone()),
+            engine.owner_concurrency(),
+            config.runs.reaper_interval,
+            stop.stopped(),
+        )));
         tasks.push(tokio::spawn(maintenance::approvals(
             self.system.clone(),
             events.clone(),

@@ -164,6 +164,16 @@ pub struct RunsConfig {
     /// Takeovers (an executor stopped while holding the run) after which a run
     /// is failed as poisoned instead of being executed again.
     pub max_takeovers: i32,
+    /// Runs of one owner executing at once, over every replica; the others wait
+    /// their turn, oldest first.
+    pub owner_concurrency: i64,
+    /// How long a run may hold a slot in all (waiting for a decision, a retry or
+    /// a slot does not count), unless its Pilot sets its own limit.
+    #[serde(deserialize_with = "duration")]
+    pub execution_deadline: Duration,
+    /// The longest limit a Pilot may set (a longer one is cut to this).
+    #[serde(deserialize_with = "duration")]
+    pub max_execution_deadline: Duration,
 }
 
 impl Default for RunsConfig {
@@ -177,6 +187,9 @@ impl Default for RunsConfig {
             concurrency: 64,
             approval_expiry: Duration::from_secs(72 * 3600),
             max_takeovers: 3,
+            owner_concurrency: 8,
+            execution_deadline: Duration::from_secs(3600),
+            max_execution_deadline: Duration::from_secs(6 * 3600),
         }
     }
 }

@@ -57,6 +57,9 @@ struct Inner<L> {
     http: reqwest::Client,
     permits: Arc<Semaphore>,
     running: Mutex<HashSet<Uuid>>,
+    /// Owners with runs this replica turned away for want of a slot: when one of
+    /// their runs gives its slot up here, the oldest waiting one is handed out.
+    waiting: Mutex<HashSet<Uuid>>,
     queue: mpsc::UnboundedSender<Queued>,
     progress: Progress,
 }
@@ -93,6 +96,8 @@ struct RunCtx<'a> {
     scope: Value,
     /// Local steps that ran and are not stored yet (see [`Engine::is_local`]).
     pending: Vec<Pending>,
+    /// When the run took its slot (this stretch of execution began).
+    slot_since: Instant,
 }
 
 /// A run's inputs, loaded before its first step.
@@ -180,6 +185,7 @@ impl<L: LeaseStore> Engine<L> {
             http,
             permits,
             running: Mutex::new(HashSet::new()),
+            waiting: Mutex::new(HashSet::new()),
             queue,
             progress,
         };
@@ -194,6 +200,11 @@ impl<L: LeaseStore> Engine<L> {
     /// How long a run's lease lasts.
     pub fn lease(&self) -> Duration {
         self.inner.config.runs.lease
+    }
+
+    /// Runs of one owner executing at once, over every replica.
+    pub fn owner_concurrency(&self) -> i64 {
+        self.inner.config.runs.owner_concurrency.max(1)
     }
 
     /// The template sandbox.
@@ -300,7 +311,7 @@ impl<L: LeaseStore> Engine<L> {
         let result = if claimed.takeovers >= self.inner.config.runs.max_takeovers.max(1) {
             self.poison(&claimed).await
         } else {
-            self.run(claimed).await
+            self.run_in_slot(claimed).await
         };
         if let Err(e) = result {
             tracing::warn!(error = %e, "run interrupted; it will be retried");
@@ -309,6 +320,63 @@ impl<L: LeaseStore> Engine<L> {
         let _ = done.send(());
         let _ = renewer.await;
         metrics::histogram!("executor_run_duration_seconds").record(started.elapsed().as_secs_f64());
+    }
+
+    /// Runs a claimed run in one of its owner's slots, or gives it back to wait
+    /// for one. Afterwards the slot it held is free (the run ended, paused, or
+    /// waits for a retry): the owner's oldest waiting run is handed out.
+    async fn run_in_slot(&self, claimed: Claimed) -> anyhow::Result<()> {
+        let (id, owner, me) = (claimed.id, claimed.owner_id, &self.inner.me);
+        if !self.inner.leases.take_slot(id, me, owner, self.owner_concurrency()).await? {
+            // Every slot of the owner is in use, here or elsewhere: the run waits,
+            // unleased, until one frees up (then this replica or any reaper hands
+            // it out, oldest first). Giving the lease back is not a takeover.
+            tracing::debug!("every slot of the owner is in use; the run waits for one");
+            metrics::counter!("executor_slot_waits_total").increment(1);
+            self.note_waiting(owner);
+            self.inner.leases.release(id, me, Duration::ZERO).await?;
+            return Ok(());
+        }
+        let result = self.run(claimed, Instant::now()).await;
+        self.wake(owner).await;
+        result
+    }
+
+    /// Marks `owner` as one whose runs may wait for a slot: when one of its runs
+    /// here ends, pauses or backs off, [`Engine::wake`] looks for the next.
+    pub fn note_waiting(&self, owner: Uuid) {
+        if let Ok(mut w) = self.inner.waiting.lock() {
+            w.insert(owner);
+        }
+    }
+
+    /// Hands out the oldest runs of `owner` waiting for a slot, as many as it
+    /// has slots free, if this replica turned any away or handed any out from
+    /// the reaper (otherwise nobody waits, and the query is saved).
+    async fn wake(&self, owner: Uuid) {
+        if !self.inner.waiting.lock().map(|w| w.contains(&owner)).unwrap_or(false) {
+            return;
+        }
+        match self.inner.leases.waiting(owner, self.owner_concurrency()).await {
+            Ok(ids) if ids.is_empty() => {
+                if let Ok(mut w) = self.inner.waiting.lock() {
+                    w.remove(&owner);
+                }
+            }
+            Ok(ids) => ids.into_iter().for_each(|id| self.enqueue(id)),
+            Err(e) => tracing::warn!(error = %e, "could not look for runs waiting for a slot"),
+        }
+    }
+
+    /// Hands run `id` out again here once its retry's back-off has passed (any
+    /// replica's reaper would, later).
+    fn retry_after(&self, id: Uuid, backoff: Duration) {
+        let engine = self.clone();
+        let parent = tracing::Span::current();
+        tokio::spawn(async move {
+            tokio::time::sleep(backoff).await;
+            parent.in_scope(|| engine.enqueue(id));
+        });
     }
 
     /// Renews the lease of run `id` every third of a lease until the returned
@@ -517,7 +585,9 @@ impl<L: LeaseStore> Engine<L> {
         Ok(Some(Prepared { spec: version.spec, credentials, redactor, scope }))
     }
 
-    async fn run(&self, claimed: Claimed) -> anyhow::Result<()> {
+    /// Executes the run from its cursor until it ends or pauses, within what is
+    /// left of its execution deadline; `slot_since` is when it took its slot.
+    async fn run(&self, claimed: Claimed, slot_since: Instant) -> anyhow::Result<()> {
         let Some(prepared) = self.prepare(&claimed).await? else {
             return Ok(());
         };
@@ -529,36 +599,80 @@ impl<L: LeaseStore> Engine<L> {
             redactor: &prepared.redactor,
             scope: prepared.scope,
             pending: Vec::new(),
+            slot_since,
         };
+        let limit = self.deadline(spec);
+        let executed = Duration::from_millis(u64::try_from(claimed.executed_ms).unwrap_or(0));
+        let left = limit.saturating_sub(executed).saturating_sub(slot_since.elapsed());
         let mut idx = usize::try_from(claimed.next_step).unwrap_or(0);
-        while idx < spec.steps.len() {
-            match self.step(&mut cx, idx).await? {
-                Outcome::Next => idx += 1,
-                Outcome::Paused => return Ok(()),
-                Outcome::Stop => {
-                    let mut steps = std::mem::take(&mut cx.pending);
-                    steps.extend(
-                        skipped(spec, idx + 1, spec.steps.len()).map(|rec| Pending { rec, elapsed: None }),
-                    );
-                    return self.finish_with(claimed.id, run::SKIPPED, None, steps).await;
-                }
-                Outcome::Jump(target) => {
-                    if !self.flush(&mut cx, idx + 1).await? {
-                        return Ok(());
+        let steps = async {
+            while idx < spec.steps.len() {
+                match self.step(&mut cx, idx).await? {
+                    Outcome::Next => idx += 1,
+                    Outcome::Paused => return Ok(true),
+                    Outcome::Stop => {
+                        let mut steps = std::mem::take(&mut cx.pending);
+                        steps.extend(
+                            skipped(spec, idx + 1, spec.steps.len())
+                                .map(|rec| Pending { rec, elapsed: None }),
+                        );
+                        self.finish_with(claimed.id, run::SKIPPED, None, steps).await?;
+                        return Ok(true);
                     }
-                    self.skip_from(&claimed, spec, idx + 1, target).await?;
-                    idx = target;
+                    Outcome::Jump(target) => {
+                        if !self.flush(&mut cx, idx + 1).await? {
+                            return Ok(true);
+                        }
+                        self.skip_from(&claimed, spec, idx + 1, target).await?;
+                        idx = target;
+                    }
+                }
+                // Cancelled (or deleted) while we worked? (Steps kept in memory are
+                // checked when stored: only a run still ours is written.)
+                if cx.pending.is_empty()
+                    && matches!(self.inner.leases.status(claimed.id).await?, Some(s) if s != run::RUNNING)
+                {
+                    return Ok(true);
                 }
             }
-            // Cancelled (or deleted) while we worked? (Steps kept in memory are
-            // checked when stored: only a run still ours is written.)
-            if cx.pending.is_empty()
-                && matches!(self.inner.leases.status(claimed.id).await?, Some(s) if s != run::RUNNING)
-            {
-                return Ok(());
+            anyhow::Ok(false)
+        };
+        match tokio::time::timeout(left, steps).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => self.finish_with(claimed.id, run::SUCCEEDED, None, cx.pending).await,
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                // Whatever the step at the cursor was doing was dropped with it.
+                let error = format!(
+                    "deadline: the run executed for {} in all, its limit (waiting for approvals, retries and \
+                     execution slots does not count)",
+                    human(limit)
+                );
+                tracing::info!(limit_s = limit.as_secs(), "run passed its execution deadline");
+                metrics::counter!("executor_runs_deadline_total").increment(1);
+                let mut steps = std::mem::take(&mut cx.pending);
+                if let Some(step) = spec.steps.get(idx) {
+                    let rec = StepRecord {
+                        status: step::FAILED,
+                        error: Some(error.clone()),
+                        finished_at: Some(OffsetDateTime::now_utc()),
+                        ..started(idx, step)
+                    };
+                    steps.push(Pending { rec, elapsed: None });
+                }
+                self.finish_with(claimed.id, run::FAILED, Some(&error), steps).await
             }
         }
-        self.finish_with(claimed.id, run::SUCCEEDED, None, cx.pending).await
+    }
+
+    /// How long a run of `spec` may execute in all: the Pilot's own limit (cut
+    /// to the server's maximum) or the server's default.
+    fn deadline(&self, spec: &pb::PilotSpec) -> Duration {
+        let runs = &self.inner.config.runs;
+        match spec.max_execution_seconds {
+            0 => runs.execution_deadline,
+            s => Duration::from_secs(u64::from(s)).min(runs.max_execution_deadline),
+        }
     }
 
     async fn skip_from(
@@ -584,7 +698,12 @@ impl<L: LeaseStore> Engine<L> {
         if !local && !self.flush(cx, idx).await? {
             return Ok(Outcome::Paused);
         }
-        let base = started(idx, step);
+        let mut base = started(idx, step);
+        // Resuming after a retry's back-off: the attempts made before count.
+        let resumed = i32::try_from(idx).is_ok_and(|i| i == cx.claimed.next_step);
+        if resumed {
+            base.attempts = cx.claimed.attempts_done;
+        }
         let approval = match self.approval_gate(cx, step, &base).await? {
             Gate::Open(approval) => approval,
             Gate::Closed => return Ok(Outcome::Paused),
@@ -594,7 +713,7 @@ impl<L: LeaseStore> Engine<L> {
         }
 
         let started = Instant::now();
-        let Some(Tried { result, attempts }) = self.attempts(cx, step, approval).await? else {
+        let Some(Tried { result, attempts }) = self.attempts(cx, step, &base, approval).await? else {
             return Ok(Outcome::Paused);
         };
         metrics::histogram!("executor_step_duration_seconds", "kind" => base.kind)
@@ -687,7 +806,14 @@ impl<L: LeaseStore> Engine<L> {
         if let Some(state) = self
             .inner
             .leases
-            .await_approval(cx.claimed.id, &self.inner.me, &rec, &message, expires_at)
+            .await_approval(
+                cx.claimed.id,
+                &self.inner.me,
+                &rec,
+                &message,
+                expires_at,
+                cx.slot_since.elapsed(),
+            )
             .await?
         {
             self.inner.events.publish(&state, Some(step_event(&rec, None))).await;
@@ -696,53 +822,69 @@ impl<L: LeaseStore> Engine<L> {
         Ok(())
     }
 
-    /// Tries `step` under its [`StepPolicy`]: each attempt within the timeout, a
-    /// retryable failure again after a backoff (renewing the lease). `None` if the
-    /// run stopped being ours while it waited.
+    /// Tries `step` under its [`StepPolicy`]: each attempt within the timeout. A
+    /// retryable failure with attempts left gives the run's slot and lease back
+    /// for the back-off (the step's record keeps the attempts and the error) and
+    /// the run is continued once it has passed. `None` if the run paused so, or
+    /// stopped being ours.
     async fn attempts(
         &self,
-        cx: &RunCtx<'_>,
+        cx: &mut RunCtx<'_>,
         step: &pb::Step,
+        base: &StepRecord,
         approval: Option<Value>,
     ) -> anyhow::Result<Option<Tried>> {
         let policy = StepPolicy::of(step, &self.inner.config.steps);
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let env = StepEnv {
-                http: &self.inner.http,
-                providers: &self.inner.config.providers,
-                guard: &self.inner.guard,
-                templates: &self.inner.templates,
-                ctx: &cx.scope,
-                credentials: cx.credentials,
-                owner: cx.claimed.owner_id,
-                idempotency_key: format!("{}/{}", cx.claimed.id, step.key),
-                timeout: policy.timeout,
-            };
-            let result = match tokio::time::timeout(
-                policy.timeout,
-                self.attempt(&env, step, approval.clone()),
-            )
-            .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(StepError {
-                    message: format!("the step timed out after {} ms", policy.timeout.as_millis()),
-                    retryable: true,
-                }),
-            };
-            match result {
-                Err(e) if e.retryable && attempt < policy.max_attempts => {
-                    let backoff = policy.backoff(attempt);
-                    tracing::info!(step = %step.key, attempt, error = %cx.redactor.text(&e.message), backoff_ms = backoff.as_millis() as u64, "step attempt failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    if !self.inner.leases.renew(cx.claimed.id, &self.inner.me, self.lease()).await? {
-                        return Ok(None);
-                    }
+        let attempt = u32::try_from(base.attempts).unwrap_or(0) + 1;
+        let env = StepEnv {
+            http: &self.inner.http,
+            providers: &self.inner.config.providers,
+            guard: &self.inner.guard,
+            templates: &self.inner.templates,
+            ctx: &cx.scope,
+            credentials: cx.credentials,
+            owner: cx.claimed.owner_id,
+            idempotency_key: format!("{}/{}", cx.claimed.id, step.key),
+            timeout: policy.timeout,
+        };
+        let result = match tokio::time::timeout(policy.timeout, self.attempt(&env, step, approval)).await {
+            Ok(r) => r,
+            Err(_) => Err(StepError {
+                message: format!("the step timed out after {} ms", policy.timeout.as_millis()),
+                retryable: true,
+            }),
+        };
+        match result {
+            Err(e) if e.retryable && attempt < policy.max_attempts => {
+                let backoff = policy.backoff(attempt);
+                let message = cx.redactor.text(&e.message);
+                tracing::info!(step = %step.key, attempt, error = %message, backoff_ms = backoff.as_millis() as u64, "step attempt failed; retrying after the back-off");
+                // Steps kept in memory are stored first (the cursor stays here).
+                let idx = usize::try_from(base.idx).unwrap_or(0);
+                if !self.flush(cx, idx).await? {
+                    return Ok(None);
                 }
-                result => return Ok(Some(Tried { result, attempts: attempt })),
+                let rec = StepRecord {
+                    attempts: i32::try_from(attempt).unwrap_or(i32::MAX),
+                    error: Some(format!(
+                        "attempt {attempt} failed: {message}; trying again in {}",
+                        human(backoff)
+                    )),
+                    ..base.clone()
+                };
+                let executed = cx.slot_since.elapsed();
+                if let Some(state) = self
+                    .inner
+                    .leases
+                    .wait_retry(cx.claimed.id, &self.inner.me, &rec, backoff, executed)
+                    .await?
+                {
+                    self.inner.events.publish(&state, Some(step_event(&rec, None))).await;
+                    self.retry_after(cx.claimed.id, backoff);
+                }
+                Ok(None)
             }
+            result => Ok(Some(Tried { result, attempts: attempt })),
         }
     }
 
@@ -793,6 +935,9 @@ impl<L: LeaseStore> Engine<L> {
     }
 
     async fn ai(&self, env: &StepEnv<'_>, a: &pb::AiStep) -> Result<Produced, StepError> {
+        /// Room for the instructions `ai::anthropic` wraps around a task (under
+        /// 1 KiB today) in a reservation.
+        const AI_INSTRUCTION_BYTES: usize = 4096;
         let ai_config = &self.inner.config.ai;
         let mut request = ai::Request {
             task: a.task(),
@@ -823,11 +968,14 @@ impl<L: LeaseStore> Engine<L> {
             return Ok(local_answer(&request, Some(note)));
         }
         request.max_tokens = request.max_tokens.min(ai_config.server_max_tokens);
-        // The most the call can use: the prompt (about four characters a token,
-        // counted generously) and every output token.
-        let prompt_chars = request.input.len() + request.prompt.len() + 1024;
-        let reserve =
-            i64::try_from(prompt_chars / 3).unwrap_or(i64::MAX).saturating_add(i64::from(request.max_tokens));
+        // The most the call can use: a token stands for at least one byte of
+        // text, so the bytes of everything sent (with room for the instructions
+        // around it) bound the input tokens; plus every output token.
+        let sent = request.input.len()
+            + request.prompt.len()
+            + request.labels.iter().chain(&request.fields).map(|s| s.len() + 8).sum::<usize>()
+            + AI_INSTRUCTION_BYTES;
+        let reserve = i64::try_from(sent).unwrap_or(i64::MAX).saturating_add(i64::from(request.max_tokens));
         let budget = i64::try_from(ai_config.server_daily_tokens).unwrap_or(i64::MAX);
         let day = OffsetDateTime::now_utc().date();
         let leases = &self.inner.leases;
@@ -980,6 +1128,19 @@ fn skipped(spec: &pb::PilotSpec, from: usize, to: usize) -> impl Iterator<Item =
 }
 
 /// Exponential backoff with jitter (50–100 % of the nominal delay).
+/// A duration as people read it: "250 ms", "12 s", "5 min", "1 h 30 min".
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => format!("{} ms", d.as_millis()),
+        1..60 => format!("{s} s"),
+        60..3600 if s.is_multiple_of(60) => format!("{} min", s / 60),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        _ if s.is_multiple_of(3600) => format!("{} h", s / 3600),
+        _ => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
 fn backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
     let nominal = initial.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1))).min(max);
     let mut b = [0u8; 1];
@@ -1044,6 +1205,16 @@ mod tests {
         );
         assert_eq!(trigger_value(b"hello", "text/plain"), json!({"text": "hello"}));
         assert_eq!(trigger_value(b"not json", "application/json"), json!({"text": "not json"}));
+    }
+
+    #[test]
+    fn durations_read_like_people_say_them() {
+        let cases = [(250, "250 ms"), (12_000, "12 s"), (300_000, "5 min"), (90_000, "1 min 30 s")];
+        for (ms, text) in cases {
+            assert_eq!(human(Duration::from_millis(ms)), text);
+        }
+        assert_eq!(human(Duration::from_secs(3600)), "1 h");
+        assert_eq!(human(Duration::from_secs(5400)), "1 h 30 min");
     }
 
     #[test]

@@ -270,6 +270,8 @@ impl Intake {
                                 takeovers: 0,
                                 payload: Some((run.payload.clone(), run.content_type.clone())),
                                 outputs: Vec::new(),
+                                attempts_done: 0,
+                                executed_ms: 0,
                             },
                             valid_until,
                         ),

@@ -67,6 +67,7 @@ pub trait LeaseStore: Clone + Send + Sync + 'static {
 
     /// Pauses a run before step `rec.idx` for a human decision (creating the
     /// approval once) and releases the lease. Returns the state, or None if not ours.
+    /// `executed` is the time it held its slot since it took it.
     fn await_approval(
         &self,
         run_id: Uuid,
@@ -74,7 +75,39 @@ pub trait LeaseStore: Clone + Send + Sync + 'static {
         rec: &StepRecord,
         message: &str,
         expires_at: OffsetDateTime,
+        executed: Duration,
     ) -> impl Future<Output = Result<Option<RunState>, sqlx::Error>> + Send;
+
+    /// Takes one of the owner's execution slots for a run we hold, if fewer than
+    /// `limit` of its runs hold one (on any replica); false if none is free (or
+    /// the run is no longer ours).
+    fn take_slot(
+        &self,
+        run_id: Uuid,
+        me: &str,
+        owner: Uuid,
+        limit: i64,
+    ) -> impl Future<Output = Result<bool, sqlx::Error>> + Send;
+
+    /// A step's attempt failed and it is tried again after `backoff`: stores the
+    /// step's state (attempts so far, the last error) and gives back the lease
+    /// and the slot; whoever claims the run once `backoff` has passed continues
+    /// it. `executed` is the time it held its slot since it took it. None if the
+    /// run is no longer ours.
+    fn wait_retry(
+        &self,
+        run_id: Uuid,
+        me: &str,
+        rec: &StepRecord,
+        backoff: Duration,
+        executed: Duration,
+    ) -> impl Future<Output = Result<Option<RunState>, sqlx::Error>> + Send;
+
+    /// The owner's oldest runs nobody holds that may be claimed now (waiting for a
+    /// slot, done waiting for a retry, or left by an executor that died), as many
+    /// as it has slots free of `limit`.
+    fn waiting(&self, owner: Uuid, limit: i64)
+    -> impl Future<Output = Result<Vec<Uuid>, sqlx::Error>> + Send;
 
     /// The decision on step `idx` of a run, if any.
     fn approval(
@@ -158,7 +191,9 @@ impl LeaseStore for PgLeaseStore {
              WHERE r.id = $1 AND r.status IN ($4, $5)
                AND (r.lease_owner = $2 OR r.lease_until < now()
                     OR (r.lease_owner IS NULL AND r.lease_until IS NULL))
-             RETURNING r.owner_id, r.pilot_id, r.pilot_version, r.next_step, r.takeovers,
+             RETURNING r.owner_id, r.pilot_id, r.pilot_version, r.next_step, r.takeovers, r.executed_ms,
+                 (SELECT s.attempts FROM executor.step_runs s
+                  WHERE s.run_id = r.id AND s.idx = r.next_step AND s.status = $7) AS attempts_done,
                  (SELECT j.payload FROM executor.jobs j WHERE j.id = r.job_id) AS payload,
                  (SELECT j.content_type FROM executor.jobs j WHERE j.id = r.job_id) AS content_type,
                  (SELECT jsonb_agg(jsonb_build_array(s.idx, s.step_key, s.output) ORDER BY s.idx)
@@ -169,6 +204,7 @@ impl LeaseStore for PgLeaseStore {
             run::QUEUED,
             run::RUNNING,
             step::SUCCEEDED,
+            step::RUNNING,
         )
         .fetch_optional(&self.pool)
         .await?;
@@ -197,6 +233,8 @@ impl LeaseStore for PgLeaseStore {
             takeovers: row.takeovers,
             payload,
             outputs,
+            attempts_done: row.attempts_done.unwrap_or(0),
+            executed_ms: row.executed_ms,
         }))
     }
 
@@ -223,7 +261,8 @@ impl LeaseStore for PgLeaseStore {
     ) -> Result<Option<RunState>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let state = sqlx::query!(
-            "UPDATE executor.runs SET next_step = $3, event_seq = event_seq + $5
+            "UPDATE executor.runs SET next_step = $3, event_seq = event_seq + $5,
+                 takeovers = CASE WHEN $3 > next_step THEN 0 ELSE takeovers END
              WHERE id = $1 AND lease_owner = $2 AND status = $4
              RETURNING owner_id, pilot_id, event_seq",
             run_id,
@@ -267,11 +306,13 @@ impl LeaseStore for PgLeaseStore {
         rec: &StepRecord,
         message: &str,
         expires_at: OffsetDateTime,
+        executed: Duration,
     ) -> Result<Option<RunState>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let state = sqlx::query!(
             "UPDATE executor.runs
-             SET status = $4, next_step = $5, lease_owner = NULL, lease_until = NULL, event_seq = event_seq + 1
+             SET status = $4, next_step = $5, lease_owner = NULL, lease_until = NULL, event_seq = event_seq + 1,
+                 executing = false, executed_ms = executed_ms + $6
              WHERE id = $1 AND lease_owner = $2 AND status = $3
              RETURNING owner_id, pilot_id, event_seq",
             run_id,
@@ -279,6 +320,7 @@ impl LeaseStore for PgLeaseStore {
             run::RUNNING,
             run::AWAITING_APPROVAL,
             rec.idx,
+            millis(executed),
         )
         .fetch_optional(&mut *tx)
         .await?;
@@ -338,7 +380,7 @@ impl LeaseStore for PgLeaseStore {
             "WITH run AS (
                  UPDATE executor.runs
                  SET status = $3, error = $4, finished_at = now(), lease_owner = NULL, lease_until = NULL,
-                     event_seq = event_seq + 1 + $6
+                     executing = false, event_seq = event_seq + 1 + $6
                  WHERE id = $1 AND lease_owner = $2 AND status = $5
                  RETURNING owner_id, pilot_id, event_seq, job_id
              ), steps AS (
@@ -394,7 +436,8 @@ impl LeaseStore for PgLeaseStore {
 
     async fn release(&self, run_id: Uuid, me: &str, delay: Duration) -> Result<(), sqlx::Error> {
         sqlx::query!(
-            "UPDATE executor.runs SET lease_owner = NULL, lease_until = now() + $3 WHERE id = $1 AND lease_owner = $2",
+            "UPDATE executor.runs SET lease_owner = NULL, lease_until = now() + $3, executing = false
+             WHERE id = $1 AND lease_owner = $2",
             run_id,
             me,
             interval(delay),
@@ -406,7 +449,8 @@ impl LeaseStore for PgLeaseStore {
 
     async fn release_all(&self, me: &str) -> Result<u64, sqlx::Error> {
         let done = sqlx::query!(
-            "UPDATE executor.runs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1 AND status = $2",
+            "UPDATE executor.runs SET lease_owner = NULL, lease_until = NULL, executing = false
+             WHERE lease_owner = $1 AND status = $2",
             me,
             run::RUNNING,
         )
@@ -419,6 +463,87 @@ impl LeaseStore for PgLeaseStore {
         sqlx::query_scalar!("SELECT status FROM executor.runs WHERE id = $1", id)
             .fetch_optional(&self.pool)
             .await
+    }
+
+    async fn take_slot(&self, run_id: Uuid, me: &str, owner: Uuid, limit: i64) -> Result<bool, sqlx::Error> {
+        // The owner's lock orders concurrent takers on every replica: each counts
+        // after the one before it committed (a count in the same statement as the
+        // lock would see a snapshot from before it).
+        let mut tx = self.pool.begin().await?;
+        sqlx::query!("SELECT pg_advisory_xact_lock($1)", slot_lock(owner)).execute(&mut *tx).await?;
+        let taken = sqlx::query!(
+            "UPDATE executor.runs SET executing = true
+             WHERE id = $1 AND lease_owner = $2 AND status = $3
+               AND (SELECT count(*) FROM executor.runs x
+                    WHERE x.owner_id = $4 AND x.executing AND x.lease_until > now() AND x.id <> $1) < $5",
+            run_id,
+            me,
+            run::RUNNING,
+            owner,
+            limit,
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        tx.commit().await?;
+        Ok(taken)
+    }
+
+    async fn wait_retry(
+        &self,
+        run_id: Uuid,
+        me: &str,
+        rec: &StepRecord,
+        backoff: Duration,
+        executed: Duration,
+    ) -> Result<Option<RunState>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let state = sqlx::query!(
+            "UPDATE executor.runs
+             SET next_step = $4, lease_owner = NULL, lease_until = now() + $5, executing = false,
+                 executed_ms = executed_ms + $6, event_seq = event_seq + 1
+             WHERE id = $1 AND lease_owner = $2 AND status = $3
+             RETURNING owner_id, pilot_id, event_seq",
+            run_id,
+            me,
+            run::RUNNING,
+            rec.idx,
+            interval(backoff),
+            millis(executed),
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(state) = state else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        upsert_step(&mut tx, run_id, state.owner_id, rec).await?;
+        tx.commit().await?;
+        Ok(Some(RunState {
+            id: run_id,
+            owner_id: state.owner_id,
+            pilot_id: state.pilot_id,
+            status: run::RUNNING,
+            seq: state.event_seq,
+        }))
+    }
+
+    async fn waiting(&self, owner: Uuid, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
+        sqlx::query_scalar!(
+            "SELECT id FROM executor.runs
+             WHERE owner_id = $1 AND status IN ($2, $3)
+               AND ((lease_owner IS NULL AND lease_until IS NULL) OR lease_until < now())
+             ORDER BY created_at, id
+             LIMIT GREATEST($4 - (SELECT count(*) FROM executor.runs x
+                                  WHERE x.owner_id = $1 AND x.executing AND x.lease_until > now()), 0)",
+            owner,
+            run::QUEUED,
+            run::RUNNING,
+            limit,
+        )
+        .fetch_all(&self.pool)
+        .await
     }
 
     async fn reserve_ai_tokens(
@@ -496,4 +621,18 @@ async fn upsert_step(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// A duration in whole milliseconds, for `executed_ms`.
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The advisory lock key of an owner's execution slots: the last eight bytes of
+/// the owner id (a UUIDv7's random bits), tagged. Another lock that happened to
+/// share a key would only wait for this one, never break it.
+pub(crate) fn slot_lock(owner: Uuid) -> i64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&owner.as_bytes()[8..]);
+    i64::from_be_bytes(bytes) ^ 0x5107_0000_0000_0000
 }

@@ -46,17 +46,72 @@ pub async fn reaper(system: SystemStore, engine: Engine, interval: Duration, sto
     every(interval, passes, stopped, || {
         let (system, engine) = (system.clone(), engine.clone());
         async move {
-            match system.orphans(Duration::from_secs(2), 256).await {
+            match system.orphans(Duration::from_secs(2), 256, engine.owner_concurrency()).await {
                 Ok(ids) => {
                     if !ids.is_empty() {
                         tracing::debug!(count = ids.len(), "reaper found runs to resume");
                         metrics::counter!("executor_runs_reaped_total").increment(ids.len() as u64);
                     }
-                    for id in ids {
+                    for (id, owner) in ids {
+                        // The owner may have more runs waiting than it had free
+                        // slots: each of these hands out the next as it ends.
+                        engine.note_waiting(owner);
                         engine.enqueue(id);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "reaper query failed"),
+            }
+        }
+    })
+    .await;
+}
+
+/// Publishes the executors' queue lag, what the chart's autoscaler scales on:
+/// triggers not yet taken in (the intake consumer's pending and unacknowledged
+/// messages, `executor_triggers_pending`) plus runs an executor could start now
+/// (`executor_runs_ready`, see [`SystemStore::ready_runs`]), as
+/// `executor_queue_lag`. Every replica reports the same suite-wide figures (the
+/// metrics adapter takes their maximum). Runs waiting for their owner's slots
+/// are not lag: more executors would not run them sooner.
+pub async fn backlog(
+    system: SystemStore,
+    js: jetstream::Context,
+    stream: (String, String),
+    per_owner: i64,
+    interval: Duration,
+    stopped: Stopped,
+) {
+    every(interval, Counter::default(), stopped, || {
+        let (system, js, (stream, consumer)) = (system.clone(), js.clone(), stream.clone());
+        async move {
+            let pending = match js.get_stream(&stream).await {
+                Ok(s) => match s.consumer_info(&consumer).await {
+                    Ok(info) => Some(info.num_pending + info.num_ack_pending as u64),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "no intake consumer info");
+                        None
+                    }
+                },
+                Err(e) => {
+                    tracing::debug!(error = %e, "no triggers stream info");
+                    None
+                }
+            };
+            let ready = match system.ready_runs(per_owner).await {
+                Ok(n) => Some(u64::try_from(n).unwrap_or(0)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not count the runs ready to start");
+                    None
+                }
+            };
+            if let Some(p) = pending {
+                metrics::gauge!("executor_triggers_pending").set(p as f64);
+            }
+            if let Some(r) = ready {
+                metrics::gauge!("executor_runs_ready").set(r as f64);
+            }
+            if let (Some(p), Some(r)) = (pending, ready) {
+                metrics::gauge!("executor_queue_lag").set((p + r) as f64);
             }
         }
     })

@@ -107,6 +107,10 @@ pub struct Claimed {
     pub payload: Option<(Vec<u8>, String)>,
     /// Outputs of finished steps by index: (key, output).
     pub outputs: Vec<(i32, String, Option<Value>)>,
+    /// Attempts the step at `next_step` made before the run waited for a retry.
+    pub attempts_done: i32,
+    /// Time the run held a slot so far, in milliseconds.
+    pub executed_ms: i64,
 }
 
 /// A step result to store.

@@ -174,14 +174,28 @@ impl Templates {
                 w
             }
         };
-        let cap = self.inner.limits.max_output.saturating_add(64 * 1024);
+        // The worker cuts its output at `max_output` bytes; JSON escapes a byte in
+        // at most six (`\u001f`), and the frame adds a little around it.
+        let cap = self.inner.limits.max_output.saturating_mul(6).saturating_add(64 * 1024);
         match tokio::time::timeout(self.inner.timeout, worker.receive(cap)).await {
             Ok(Ok(reply)) => {
                 self.put_back(worker);
                 Ok(reply)
             }
-            Ok(Err(_)) => {
-                let status = worker.child.wait().await.ok();
+            Ok(Err(e)) => {
+                // It died (an allocation failed), or answered beyond the cap and
+                // may be blocked writing the rest: either way it goes, and the
+                // wait for its exit is bounded.
+                let _ = worker.child.start_kill();
+                let status = tokio::time::timeout(Duration::from_secs(5), worker.child.wait()).await;
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    metrics::counter!("executor_template_workers_lost_total", "reason" => "answer")
+                        .increment(1);
+                    tracing::warn!(?status, "a template worker answered beyond its limits");
+                    return Err(
+                        "template error: the renderer's answer was larger than the output limit".into()
+                    );
+                }
                 metrics::counter!("executor_template_workers_lost_total", "reason" => "memory").increment(1);
                 tracing::warn!(?status, "a template worker stopped while rendering");
                 Err(format!(

@@ -273,7 +273,7 @@ impl RunStore for PgRunStore {
         }
         sqlx::query!(
             "UPDATE executor.runs SET status = $2, finished_at = now(), error = 'cancelled by the owner',
-                    lease_owner = NULL, lease_until = NULL, event_seq = event_seq + 1
+                    lease_owner = NULL, lease_until = NULL, executing = false, event_seq = event_seq + 1
              WHERE id = $1",
             id,
             run::CANCELLED,

@@ -143,22 +143,60 @@ impl SystemStore {
         Ok(created)
     }
 
-    /// Unfinished runs nobody holds: queued and never picked up (after a grace of
-    /// `unclaimed_after`), or running with an expired lease.
-    pub async fn orphans(&self, unclaimed_after: Duration, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
+    /// Runs an executor could start now, over every owner: per owner, its runs
+    /// waiting to execute (queued, claimed and waiting for a permit, or left by
+    /// an executor that died; not those waiting out a retry's back-off), at most
+    /// the slots of `per_owner` it has free. An owner's runs beyond its slots are
+    /// not counted: more executors would not run them sooner.
+    pub async fn ready_runs(&self, per_owner: i64) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar!(
-            "SELECT id FROM executor.runs
-             WHERE status IN ($1, $2)
-               AND ((lease_owner IS NULL AND lease_until IS NULL AND created_at < now() - $3::interval)
-                    OR lease_until < now())
-             ORDER BY created_at LIMIT $4",
+            r#"SELECT COALESCE(sum(LEAST(w.ready, GREATEST($3 - w.busy, 0))), 0)::bigint AS "ready!" FROM (
+                 SELECT count(*) FILTER (WHERE NOT (executing AND lease_until > now())
+                                           AND NOT (lease_owner IS NULL AND lease_until > now())) AS ready,
+                        count(*) FILTER (WHERE executing AND lease_until > now()) AS busy
+                 FROM executor.runs WHERE status IN ($1, $2) GROUP BY owner_id
+             ) w"#,
+            run::QUEUED,
+            run::RUNNING,
+            per_owner,
+        )
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Unfinished runs nobody holds: queued and never picked up (after a grace of
+    /// `unclaimed_after`), running with an expired lease, waiting for a slot, or
+    /// done waiting for a retry, with their owners. Oldest first, and per owner
+    /// no more than the slots it has free of `per_owner` (the rest would only be
+    /// turned away).
+    pub async fn orphans(
+        &self,
+        unclaimed_after: Duration,
+        limit: i64,
+        per_owner: i64,
+    ) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+        let rows = sqlx::query!(
+            r#"SELECT o.id AS "id!", o.owner_id AS "owner_id!" FROM (
+                 SELECT r.id, r.owner_id, r.created_at,
+                        row_number() OVER (PARTITION BY r.owner_id ORDER BY r.created_at, r.id) AS nth,
+                        (SELECT count(*) FROM executor.runs x
+                         WHERE x.owner_id = r.owner_id AND x.executing AND x.lease_until > now()) AS busy
+                 FROM executor.runs r
+                 WHERE r.status IN ($1, $2)
+                   AND ((r.lease_owner IS NULL AND r.lease_until IS NULL AND r.created_at < now() - $3::interval)
+                        OR r.lease_until < now())
+             ) o
+             WHERE o.nth <= $5 - o.busy
+             ORDER BY o.created_at, o.id LIMIT $4"#,
             run::QUEUED,
             run::RUNNING,
             interval(unclaimed_after),
             limit,
+            per_owner,
         )
         .fetch_all(&self.pool)
-        .await
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.id, r.owner_id)).collect())
     }
 
     /// Expires pending approvals past their deadline; their runs end EXPIRED.

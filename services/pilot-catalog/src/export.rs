@@ -143,36 +143,40 @@ mod tests {
                 0..8,
             ),
             proptest::collection::vec((0usize..3, 0usize..3, any::<bool>()), 0..3),
+            prop_oneof![Just(0u32), 60u32..=86_400],
         )
-            .prop_map(|(title, description, steps, schedules)| pb::PilotSpec {
-                title,
-                description,
-                steps: steps
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, ((kind, approve), retry, timeout))| pb::Step {
-                        key: format!("step_{i}"),
-                        name: if i % 2 == 0 { format!("Step {i}") } else { String::new() },
-                        requires_approval: approve
-                            && !matches!(&kind, Kind::Http(h) if h.method() == pb::HttpMethod::Get),
-                        kind: Some(kind),
-                        timeout_ms: timeout,
-                        retry: retry.map(|(a, i, m)| pb::RetryPolicy {
-                            max_attempts: a,
-                            initial_backoff_ms: i,
-                            max_backoff_ms: m,
-                        }),
-                    })
-                    .collect(),
-                schedules: schedules
-                    .into_iter()
-                    .map(|(c, z, enabled)| pb::Schedule {
-                        id: String::new(),
-                        cron: ["0 9 * * 1-5", "*/15 * * * *", "30 2 1 * *"][c].into(),
-                        timezone: ["UTC", "Europe/Berlin", "America/New_York"][z].into(),
-                        enabled,
-                    })
-                    .collect(),
+            .prop_map(|(title, description, steps, schedules, max_execution_seconds)| {
+                pb::PilotSpec {
+                    title,
+                    description,
+                    steps: steps
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, ((kind, approve), retry, timeout))| pb::Step {
+                            key: format!("step_{i}"),
+                            name: if i % 2 == 0 { format!("Step {i}") } else { String::new() },
+                            requires_approval: approve
+                                && !matches!(&kind, Kind::Http(h) if h.method() == pb::HttpMethod::Get),
+                            kind: Some(kind),
+                            timeout_ms: timeout,
+                            retry: retry.map(|(a, i, m)| pb::RetryPolicy {
+                                max_attempts: a,
+                                initial_backoff_ms: i,
+                                max_backoff_ms: m,
+                            }),
+                        })
+                        .collect(),
+                    schedules: schedules
+                        .into_iter()
+                        .map(|(c, z, enabled)| pb::Schedule {
+                            id: String::new(),
+                            cron: ["0 9 * * 1-5", "*/15 * * * *", "30 2 1 * *"][c].into(),
+                            timezone: ["UTC", "Europe/Berlin", "America/New_York"][z].into(),
+                            enabled,
+                        })
+                        .collect(),
+                    max_execution_seconds,
+                }
             })
     }
 

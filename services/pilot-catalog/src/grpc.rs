@@ -34,25 +34,43 @@ const NOT_ACCEPTED: &str = "webhook not accepted";
 /// Largest ListDueSchedules window.
 const MAX_DUE_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
-/// Where a page of due ticks ended: its last tick and schedule.
+/// Where a page of due ticks ended: its last tick, Pilot and schedule (schedule
+/// ids are unique only within their Pilot, so the Pilot is part of the order).
+#[derive(Debug, PartialEq)]
 struct DueCursor {
     tick: OffsetDateTime,
+    pilot: Uuid,
     schedule: Uuid,
 }
 
 impl DueCursor {
-    fn token(&self) -> String {
-        format!("{}.{}:{}", self.tick.unix_timestamp(), self.tick.nanosecond(), self.schedule)
+    fn key(&self) -> (OffsetDateTime, Uuid, Uuid) {
+        (self.tick, self.pilot, self.schedule)
     }
 
+    fn token(&self) -> String {
+        format!("{}.{}:{}:{}", self.tick.unix_timestamp(), self.tick.nanosecond(), self.pilot, self.schedule)
+    }
+
+    /// Also reads the token of a catalog before the Pilot was part of it
+    /// (`<tick>:<schedule>`, during a rolling update): that page then starts at
+    /// the tick's first schedule, and the ticks handed out twice collapse on
+    /// their message ids.
     fn parse(token: &str) -> Option<Self> {
-        let (time, schedule) = token.split_once(':')?;
+        let (time, rest) = token.split_once(':')?;
         let (secs, nanos) = time.split_once('.')?;
         let tick = OffsetDateTime::from_unix_timestamp(secs.parse().ok()?)
             .ok()?
             .replace_nanosecond(nanos.parse().ok()?)
             .ok()?;
-        Some(Self { tick, schedule: schedule.parse().ok()? })
+        let (pilot, schedule) = match rest.split_once(':') {
+            Some((pilot, schedule)) => (pilot.parse().ok()?, schedule.parse().ok()?),
+            None => {
+                let _: Uuid = rest.parse().ok()?;
+                (Uuid::nil(), Uuid::nil())
+            }
+        };
+        Some(Self { tick, pilot, schedule })
     }
 }
 
@@ -219,7 +237,7 @@ impl<S: PilotStore> Catalog<S> {
             }
         };
         let per_minute = self.limits.schedule_ticks_per_minute as usize;
-        let mut due: Vec<(OffsetDateTime, Uuid, pb::DueSchedule)> = Vec::new();
+        let mut due: Vec<((OffsetDateTime, Uuid, Uuid), pb::DueSchedule)> = Vec::new();
         for s in self.system.schedules().await.map_err(Error::internal)? {
             let (Ok(cron), Ok(tz)) = (schedule::parse(&s.cron), schedule::timezone(&s.timezone)) else {
                 tracing::warn!(pilot_id = %s.pilot_id, schedule_id = %s.id, "stored schedule does not parse; skipped");
@@ -229,8 +247,7 @@ impl<S: PilotStore> Catalog<S> {
             let most = usize::try_from((until - after).whole_minutes()).unwrap_or(0).saturating_add(2);
             for tick in schedule::ticks(&cron, tz, after, until, most) {
                 due.push((
-                    tick,
-                    s.id,
+                    (tick, s.pilot_id, s.id),
                     pb::DueSchedule {
                         owner_id: s.owner_id.to_string(),
                         pilot_id: s.pilot_id.to_string(),
@@ -241,14 +258,14 @@ impl<S: PilotStore> Catalog<S> {
                 ));
             }
         }
-        due.sort_by_key(|(tick, id, _)| (*tick, *id));
+        due.sort_by_key(|(key, _)| *key);
         // One owner's ticks within a minute beyond the cap are not fired, so a
         // flood of schedules cannot crowd out everyone else's (deterministic:
         // every page and every replica drops the same ones).
         let mut per_owner_minute: std::collections::HashMap<(String, i64), usize> =
             std::collections::HashMap::new();
         let mut dropped = 0u64;
-        due.retain(|(tick, _, d)| {
+        due.retain(|((tick, _, _), d)| {
             let n = per_owner_minute
                 .entry((d.owner_id.clone(), tick.unix_timestamp().div_euclid(60)))
                 .or_default();
@@ -264,19 +281,18 @@ impl<S: PilotStore> Catalog<S> {
             tracing::warn!(dropped, "schedule ticks over an owner's per-minute cap were not fired");
         }
         let start = match cursor {
-            Some(c) => due.partition_point(|(tick, id, _)| (*tick, *id) <= (c.tick, c.schedule)),
+            Some(c) => due.partition_point(|(key, _)| *key <= c.key()),
             None => 0,
         };
         let rest = due.len().saturating_sub(start);
         let page: Vec<_> = due.into_iter().skip(start).take(limit).collect();
         let next_page_token = match page.last() {
-            Some((tick, id, _)) if rest > limit => DueCursor { tick: *tick, schedule: *id }.token(),
+            Some(((tick, pilot, schedule), _)) if rest > limit => {
+                DueCursor { tick: *tick, pilot: *pilot, schedule: *schedule }.token()
+            }
             _ => String::new(),
         };
-        Ok(pb::ListDueSchedulesResponse {
-            due: page.into_iter().map(|(_, _, d)| d).collect(),
-            next_page_token,
-        })
+        Ok(pb::ListDueSchedulesResponse { due: page.into_iter().map(|(_, d)| d).collect(), next_page_token })
     }
 }
 
@@ -591,5 +607,30 @@ impl<S: PilotStore> CatalogService for Catalog<S> {
             }
             .await,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn due_cursors_carry_the_pilot_and_read_the_older_form() {
+        let c = DueCursor {
+            tick: time::macros::datetime!(2026-06-01 10:00:00.5 UTC),
+            pilot: Uuid::now_v7(),
+            schedule: Uuid::now_v7(),
+        };
+        assert_eq!(DueCursor::parse(&c.token()), Some(c));
+        let old = DueCursor::parse("1780308000.0:0193a000-0000-7000-8000-000000000001").unwrap();
+        assert_eq!(
+            (old.pilot, old.schedule),
+            (Uuid::nil(), Uuid::nil()),
+            "starts at the tick's first schedule"
+        );
+        for bad in ["", "1.0", "1.0:x", "1.0:0193a000-0000-7000-8000-000000000001:x", "x.0:y"] {
+            assert_eq!(DueCursor::parse(bad), None, "{bad}");
+        }
     }
 }

@@ -22,9 +22,9 @@ pub struct Limits {
 }
 
 use bizops_pilot_spec::limits::{
-    MAX_APPROVAL_SECONDS, MAX_ATTEMPTS, MAX_BACKOFF_MS, MAX_DESCRIPTION, MAX_HEADER_NAME, MAX_LABEL,
-    MAX_LIST, MAX_MODEL, MAX_STEP_NAME, MAX_TEMPLATE, MAX_TIMEOUT_MS, MAX_TITLE, MAX_TOKENS,
-    is_connector_name, is_field_name, is_step_key,
+    MAX_APPROVAL_SECONDS, MAX_ATTEMPTS, MAX_BACKOFF_MS, MAX_DESCRIPTION, MAX_EXECUTION_SECONDS,
+    MAX_HEADER_NAME, MAX_LABEL, MAX_LIST, MAX_MODEL, MAX_STEP_NAME, MAX_TEMPLATE, MAX_TIMEOUT_MS, MAX_TITLE,
+    MAX_TOKENS, MIN_EXECUTION_SECONDS, is_connector_name, is_field_name, is_step_key,
 };
 /// Functions minijinja provides that templates may call.
 const BUILTIN_FUNCTIONS: &[&str] = &["range", "dict", "namespace", "debug", "loop"];
@@ -45,6 +45,15 @@ pub fn validate(spec: &mut pb::PilotSpec, limits: Limits) -> Result<(), Error> {
     }
     if spec.description.chars().count() > MAX_DESCRIPTION {
         return Err(Error::invalid("description", format!("must be at most {MAX_DESCRIPTION} characters")));
+    }
+    let deadline = spec.max_execution_seconds;
+    if deadline != 0 && !(MIN_EXECUTION_SECONDS..=MAX_EXECUTION_SECONDS).contains(&deadline) {
+        return Err(Error::invalid(
+            "max_execution_seconds",
+            format!(
+                "must be between {MIN_EXECUTION_SECONDS} and {MAX_EXECUTION_SECONDS} seconds (or 0 for the default)"
+            ),
+        ));
     }
     if spec.steps.len() > limits.max_steps {
         return Err(Error::invalid(
@@ -605,6 +614,20 @@ mod tests {
         assert_eq!(e.code(), ErrorCode::PayloadTooLarge);
         let many: Vec<_> = (0..51).map(|i| step(&format!("s{i}"), transform("{}"))).collect();
         assert!(message(&mut spec(many)).contains("at most 50 steps"));
+    }
+
+    #[test]
+    fn an_execution_limit_is_a_minute_to_a_day_or_the_default() {
+        for ok in [0, 60, 3600, 86_400] {
+            let mut s = pb::PilotSpec { max_execution_seconds: ok, ..spec(vec![]) };
+            validate(&mut s, limits()).unwrap();
+        }
+        for bad in [1, 59, 86_401, u32::MAX] {
+            let mut s = pb::PilotSpec { max_execution_seconds: bad, ..spec(vec![]) };
+            let (field, problem) = field(&mut s);
+            assert_eq!(field, "max_execution_seconds");
+            assert!(problem.contains("between 60 and 86400 seconds"), "{problem}");
+        }
     }
 
     #[test]

@@ -291,7 +291,10 @@ async fn insert_version(
     )
     .execute(&mut **tx)
     .await?;
-    sqlx::query!("DELETE FROM catalog.schedules WHERE pilot_id = $1", id).execute(&mut **tx).await?;
+    let had = sqlx::query!("DELETE FROM catalog.schedules WHERE pilot_id = $1", id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
     let ids: Vec<Uuid> = spec.schedules.iter().filter_map(|s| s.id.parse().ok()).collect();
     let crons: Vec<String> = spec.schedules.iter().map(|s| s.cron.clone()).collect();
     let zones: Vec<String> = spec.schedules.iter().map(|s| s.timezone.clone()).collect();
@@ -318,10 +321,16 @@ async fn insert_version(
         )
         .fetch_one(&mut **tx)
         .await?;
-        let count = sqlx::query_scalar!("SELECT count(*) AS \"n!\" FROM catalog.schedules")
-            .fetch_one(&mut **tx)
-            .await?;
-        if count > i64::from(max_schedules) {
+        let count = sqlx::query_scalar!(
+            "SELECT count(*) AS \"n!\" FROM catalog.schedules WHERE owner_id = $1",
+            owner.as_uuid()
+        )
+        .fetch_one(&mut **tx)
+        .await?;
+        // An account over the limit (it was lowered) may still save a Pilot with
+        // as many schedules as it had, or fewer.
+        let grows = spec.schedules.len() as u64 > had;
+        if count > i64::from(max_schedules) && grows {
             return Err(StoreError::ScheduleLimit { max: max_schedules });
         }
     }

@@ -141,19 +141,21 @@ async fn the_servers_key_has_a_budget_per_owner_and_day_and_a_model_list() {
     let mut config = env.config();
     config.providers.anthropic_base_url = anthropic.uri();
     config.ai.server_key = Some("sk-ant-server-key".to_owned().into());
-    config.ai.server_daily_tokens = 1000;
+    config.ai.server_daily_tokens = 6000;
     config.ai.server_max_tokens = 100;
     config.ai.server_models = vec!["claude-haiku-4-5".into()];
     let exec = env.start(config).await;
     // Every call through the server's key asks for at most 100 output tokens and
-    // reports using 900 (more than half the budget).
+    // reports using 5,000 (more than the budget less a reservation: about 4,300,
+    // a token per byte sent with 4 KiB for the instructions, plus 100 output
+    // tokens).
     Mock::given(method("POST"))
         .and(path("/v1/messages"))
         .and(header("x-api-key", "sk-ant-server-key"))
         .and(wiremock::matchers::body_partial_json(json!({"model": "claude-haiku-4-5", "max_tokens": 100})))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "content": [{"type": "text", "text": "outage"}],
-            "usage": {"input_tokens": 400, "output_tokens": 500},
+            "usage": {"input_tokens": 4900, "output_tokens": 100},
         })))
         .expect(2)
         .mount(&anthropic)
@@ -183,7 +185,7 @@ async fn the_servers_key_has_a_budget_per_owner_and_day_and_a_model_list() {
         }
     };
 
-    // The first call fits the budget and is settled to the 900 tokens reported;
+    // The first call fits the budget and is settled to the 5,000 tokens reported;
     // the next would not fit (its reservation counts the whole output), so it
     // answers locally and says why.
     let heavy = owner();
@@ -193,7 +195,7 @@ async fn the_servers_key_has_a_budget_per_owner_and_day_and_a_model_list() {
     assert_eq!(second["provider"], "local", "{second}");
     assert!(second["label"].is_string(), "{second}");
     let note = second["note"].as_str().unwrap();
-    assert!(note.contains("budget of 1000 tokens"), "{note}");
+    assert!(note.contains("budget of 6000 tokens"), "{note}");
 
     // Another owner's budget is untouched.
     let other = owner();
@@ -212,7 +214,7 @@ async fn the_servers_key_has_a_budget_per_owner_and_day_and_a_model_list() {
     }
     anthropic.verify().await;
 
-    // What was counted: 900 for each owner today, nothing for the own key.
+    // What was counted: 5,000 for each owner today, nothing for the own key.
     let db = env.superuser().await;
     for who in [heavy, other] {
         let used: i64 = sqlx::query_scalar("SELECT tokens FROM executor.ai_usage WHERE owner_id = $1")
@@ -220,6 +222,6 @@ async fn the_servers_key_has_a_budget_per_owner_and_day_and_a_model_list() {
             .fetch_one(&db)
             .await
             .unwrap();
-        assert_eq!(used, 900);
+        assert_eq!(used, 5000);
     }
 }

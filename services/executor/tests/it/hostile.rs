@@ -64,6 +64,11 @@ async fn a_template_bomb_stops_its_worker_not_the_executor() {
     // A large value within the memory budget but beyond the output limit.
     let err = templates.render("{{ 'x' * 2000000 }}", &ctx).await.unwrap_err();
     assert!(err.contains("larger than 1048576 bytes"), "{err}");
+    // Output at the limit made of bytes JSON escapes six-fold still comes back
+    // whole (the worker's answer is read up to six times the limit).
+    let escaped = templates.render("{{ '\\u0001' * 1000000 }}", &ctx).await.unwrap();
+    assert_eq!(escaped, "\u{1}".repeat(1_000_000));
+    assert_eq!(templates.render("Hi {{ trigger.name }}", &ctx).await.unwrap(), "Hi Ann");
 
     let grown = peak_rss_mib().saturating_sub(before);
     assert!(grown < 64, "the executor's own memory grew by {grown} MiB while a worker rendered the bomb");

@@ -14,4 +14,5 @@ mod intake;
 mod isolation;
 mod retention;
 mod security;
+mod slots;
 mod steps;

@@ -190,6 +190,8 @@ pub struct EditorForm {
     pub title: String,
     /// Description.
     pub description: String,
+    /// The execution limit in seconds, as typed (empty: the server's default).
+    pub max_execution_seconds: String,
     /// For a new Pilot: starts enabled.
     pub enabled: bool,
     /// The version being edited (0 for a new Pilot).
@@ -237,6 +239,10 @@ impl EditorForm {
         Self {
             title: spec.title.clone(),
             description: spec.description.clone(),
+            max_execution_seconds: match spec.max_execution_seconds {
+                0 => String::new(),
+                s => s.to_string(),
+            },
             enabled,
             expected_version: version,
             steps: spec.steps.iter().map(StepForm::from_step).collect(),
@@ -264,6 +270,7 @@ impl EditorForm {
             match name.as_str() {
                 "title" => form.title = value.clone(),
                 "description" => form.description = value.clone(),
+                "max_execution_seconds" => form.max_execution_seconds = value.clone(),
                 "enabled" => form.enabled = value == "on" || value == "true",
                 "expected_version" => form.expected_version = value.trim().parse().unwrap_or(0),
                 "new_step_kind" => new_kind = value.clone(),
@@ -375,6 +382,15 @@ impl EditorForm {
                 }
             }
         }
+        let limit = self.max_execution_seconds.trim();
+        let max_execution_seconds = if limit.is_empty() {
+            0
+        } else {
+            limit.parse::<u32>().unwrap_or_else(|_| {
+                errors.insert("max_execution_seconds".into(), "must be a whole number of seconds".into());
+                0
+            })
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -392,12 +408,14 @@ impl EditorForm {
                     enabled: s.enabled,
                 })
                 .collect(),
+            max_execution_seconds,
         })
     }
 
     /// Every field name the form renders (for placing errors).
     pub fn field_names(&self) -> HashSet<String> {
-        let mut names: HashSet<String> = ["title", "description"].into_iter().map(str::to_owned).collect();
+        let mut names: HashSet<String> =
+            ["title", "description", "max_execution_seconds"].into_iter().map(str::to_owned).collect();
         for (i, step) in self.steps.iter().enumerate() {
             names.insert(format!("steps[{i}]"));
             for def in COMMON_FIELDS.iter().chain(kind_fields(&step.kind)) {

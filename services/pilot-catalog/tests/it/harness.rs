@@ -180,6 +180,7 @@ pub fn sample_spec() -> pb::PilotSpec {
             timezone: "Europe/Berlin".into(),
             enabled: true,
         }],
+        max_execution_seconds: 1800,
     }
 }
 

@@ -132,7 +132,14 @@ async fn pages_hand_out_every_tick_and_one_owner_cannot_crowd_out_others() {
         "LIMIT_EXCEEDED",
     );
     assert!(s.message().contains("at most 10 schedules"), "{}", s.message());
-    let theirs = cat.create(&victim, every_minute(1)).await.pilot.unwrap();
+    // Two of the victim's Pilots whose schedules share an id (ids are chosen
+    // by the client and unique only within a Pilot): pages order by Pilot too.
+    let shared = |mut spec: pb::PilotSpec| {
+        spec.schedules[0].id = "0193a000-0000-7000-8000-000000000001".into();
+        spec
+    };
+    let theirs = cat.create(&victim, shared(every_minute(1))).await.pilot.unwrap();
+    let also_theirs = cat.create(&victim, shared(every_minute(1))).await.pilot.unwrap();
 
     // Five minutes, two ticks a page.
     let (after, until) = (datetime!(2026-06-01 10:00 UTC), datetime!(2026-06-01 10:05 UTC));
@@ -163,16 +170,20 @@ async fn pages_hand_out_every_tick_and_one_owner_cannot_crowd_out_others() {
         token = page.next_page_token;
         assert!(pages < 100, "paging does not end");
     }
-    let keys: Vec<(i64, String)> =
-        seen.iter().map(|d| (d.tick.as_ref().unwrap().seconds, d.schedule_id.clone())).collect();
+    let keys: Vec<(i64, String, String)> = seen
+        .iter()
+        .map(|d| (d.tick.as_ref().unwrap().seconds, d.pilot_id.clone(), d.schedule_id.clone()))
+        .collect();
     let mut sorted = keys.clone();
     sorted.sort();
     sorted.dedup();
     assert_eq!(keys, sorted, "in order, none twice");
-    let mine = seen.iter().filter(|d| d.pilot_id == theirs.id).count();
-    assert_eq!(mine, 5, "every one of the victim's ticks");
-    assert_eq!(seen.len() - mine, 5 * 3, "the flood: three ticks a minute");
-    assert_eq!(pages, 10);
+    for pilot in [&theirs.id, &also_theirs.id] {
+        let mine = seen.iter().filter(|d| &d.pilot_id == pilot).count();
+        assert_eq!(mine, 5, "every one of the victim's ticks, of both Pilots");
+    }
+    assert_eq!(seen.len() - 10, 5 * 3, "the flood: three ticks a minute");
+    assert_eq!(pages, 13);
 
     let bad = pb::ListDueSchedulesRequest {
         after: Some(to_proto(after)),
@@ -185,4 +196,50 @@ async fn pages_hand_out_every_tick_and_one_owner_cannot_crowd_out_others() {
         Code::InvalidArgument,
         "INVALID_ARGUMENT",
     );
+}
+
+/// An account over the schedule limit (it was lowered) may still save its Pilots
+/// with as many schedules as they had, or fewer, but not add any.
+#[tokio::test]
+async fn an_account_over_the_schedule_limit_may_keep_but_not_grow() {
+    let cat = Catalog::start_with(|c| c.limits.max_schedules = 3).await;
+    let owner = owner();
+    let token = cat.user(owner);
+    let full = cat.create(&token, every_minute(3)).await.pilot.unwrap();
+    let other = cat.create(&token, every_minute(0)).await.pilot.unwrap();
+    // Two more, as if the limit had been higher when they were saved.
+    let db = cat.superuser().await;
+    sqlx::query(
+        "INSERT INTO catalog.schedules (pilot_id, id, owner_id, cron, timezone, enabled)
+         SELECT $1, gen_random_uuid(), $2, '* * * * *', 'UTC', true FROM generate_series(1, 2)",
+    )
+    .bind(other.id.parse::<uuid::Uuid>().unwrap())
+    .bind(owner.as_uuid())
+    .execute(&db)
+    .await
+    .unwrap();
+    let update = |pilot: &pb::Pilot, n: usize| {
+        let (id, version) = (pilot.id.clone(), pilot.version);
+        let token = token.clone();
+        let cat = &cat;
+        async move {
+            cat.client()
+                .update_pilot(authed(
+                    &token,
+                    pb::UpdatePilotRequest {
+                        pilot_id: id,
+                        expected_version: version,
+                        spec: Some(every_minute(n)),
+                    },
+                ))
+                .await
+        }
+    };
+    // Five in all, the limit three: the full Pilot keeps its three.
+    let kept = update(&full, 3).await.unwrap().into_inner().pilot.unwrap();
+    assert_eq!(kept.version, full.version + 1);
+    // But no Pilot gets one more.
+    assert_status(update(&kept, 4).await, Code::FailedPrecondition, "LIMIT_EXCEEDED");
+    // Fewer is always fine.
+    update(&kept, 1).await.unwrap();
 }
