@@ -8,13 +8,16 @@
 //! 3. end to end: webhook → run completed for a 3-step local Pilot;
 //! 4. identity: scrypt hash time, logins/s, VerifySession/s (uncached over gRPC,
 //!    and the gateway's cached path);
-//! 5. memory: RSS of every service idle and under load.
+//! 5. memory: RSS of every service idle and under load;
+//! 6. noisy neighbour (durable mode): one account's end-to-end latency at a
+//!    steady rate, alone and while another account attacks (#15).
 //!
 //! Every phase is bounded in time and stops by itself; `--quick` (≤ 60 s in all)
 //! is for development. Results: a table on stdout, `bench/results/<date>.json`
 //! and `bench/RESULTS.md` (`--quick` writes only `results/<date>-quick.json`).
 #![forbid(unsafe_code)]
 
+mod noisy;
 mod phases;
 mod procs;
 mod report;
@@ -59,13 +62,26 @@ struct Plan {
     e2e: Duration,
     drain: Duration,
     pilots: usize,
+    /// The noisy-neighbour phase: the victim's rate and each half's length.
+    noisy_rate: f64,
+    noisy: Duration,
 }
 
 impl Plan {
     fn new(quick: bool) -> Self {
         let s = Duration::from_secs;
         if quick {
-            Self { raw: s(2), levels: vec![32], level: s(2), open: s(2), e2e: s(4), drain: s(4), pilots: 16 }
+            Self {
+                raw: s(2),
+                levels: vec![32],
+                level: s(2),
+                open: s(2),
+                e2e: s(4),
+                drain: s(4),
+                pilots: 16,
+                noisy_rate: 50.0,
+                noisy: s(4),
+            }
         } else {
             Self {
                 raw: s(10),
@@ -75,6 +91,8 @@ impl Plan {
                 e2e: s(30),
                 drain: s(20),
                 pilots: 64,
+                noisy_rate: 100.0,
+                noisy: s(15),
             }
         }
     }
@@ -93,6 +111,7 @@ pub struct ModeResult {
     rss_idle: Vec<(String, f64)>,
     rss_end: Vec<(String, f64)>,
     rss_peak: HashMap<String, f64>,
+    noisy: Option<noisy::Noisy>,
 }
 
 async fn run_mode(
@@ -122,7 +141,8 @@ async fn measure(
     nats: &Nats,
     suite: &mut Suite,
 ) -> anyhow::Result<ModeResult> {
-    let account = suite.account(&format!("owner-{}@bench.example.com", mode.name())).await?;
+    let email = format!("owner-{}@bench.example.com", mode.name());
+    let account = suite.account(&email).await?;
     let pilots = suite.pilots(&account, plan.pilots).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut rss_idle = suite.rss();
@@ -170,6 +190,12 @@ async fn measure(
     let e2e = phases::end_to_end(suite, &nats.url, &hooks, args.e2e_rate, plan.e2e, plan.drain).await?;
     let rss_end = suite.rss();
     let rss_peak = sampler.finish().await;
+    let noisy = if mode == SyncMode::Always {
+        let (rate, length) = (plan.noisy_rate, plan.noisy);
+        Some(noisy::noisy_neighbour(suite, &nats.url, &hooks, &email, rate, length, plan.drain).await?)
+    } else {
+        None
+    };
     Ok(ModeResult {
         mode,
         nats_version: nats.version(),
@@ -182,6 +208,7 @@ async fn measure(
         rss_idle,
         rss_end,
         rss_peak,
+        noisy,
     })
 }
 

@@ -95,6 +95,11 @@ impl Hooks {
         Ok(Self { http, base, pilots: Arc::new(pilots), filler: Arc::new(filler) })
     }
 
+    /// The ids of its Pilots.
+    pub fn pilot_ids(&self) -> std::collections::HashSet<String> {
+        self.pilots.iter().map(|p| p.id.clone()).collect()
+    }
+
     /// Sends webhook number `i` (Pilot `i mod n`).
     pub async fn send(&self, i: u64) -> HookAnswer {
         let pilot = &self.pilots[(i % self.pilots.len() as u64) as usize];
@@ -215,14 +220,17 @@ pub async fn end_to_end(
     let client = async_nats::ConnectOptions::new().subscription_capacity(1 << 20).connect(nats_url).await?;
     let mut events = client.subscribe("bizops.runs.>").await?;
     client.flush().await?;
-    // run id → (when its terminal event arrived, status)
+    // run id → (when its terminal event arrived, status), of `hooks`' Pilots
+    // only (another account may be running its own meanwhile).
     let finished: Arc<Mutex<HashMap<String, (Instant, i32)>>> = Arc::default();
+    let ours = hooks.pilot_ids();
     let collector = {
         let finished = finished.clone();
         tokio::spawn(async move {
             while let Some(msg) = events.next().await {
                 let Ok(event) = RunEvent::decode(msg.payload.as_ref()) else { continue };
                 if terminal(event.run_status)
+                    && ours.contains(&event.pilot_id)
                     && let Ok(mut f) = finished.lock()
                 {
                     f.entry(event.run_id).or_insert((Instant::now(), event.run_status));

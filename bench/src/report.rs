@@ -219,6 +219,44 @@ pub fn markdown(
         );
     }
 
+    for r in results {
+        let Some(n) = &r.noisy else { continue };
+        let _ = writeln!(s, "### Noisy neighbour ({})\n", r.mode.name());
+        let _ = writeln!(
+            s,
+            "One account's 3-step Pilots at {}/s, alone and while another account attacks (template \
+             memory bombs, runs into an endpoint that never answers, a login flood, headers that never \
+             end); the executor with the default 8 execution slots per account.\n",
+            rate(n.quiet.rate)
+        );
+        let _ = writeln!(
+            s,
+            "| victim | webhooks accepted/s | runs completed/s | accept → completion p50 ms | p99 ms | failed | incomplete |\n\
+             |---|---:|---:|---:|---:|---:|---:|"
+        );
+        for (label, e) in [("alone", &n.quiet), ("under attack", &n.loud)] {
+            let _ = writeln!(
+                s,
+                "| {label} | {} | {} | {} | {} | {} | {} |",
+                rate(e.ingest.per_sec()),
+                rate(e.runs_per_sec),
+                f(e.latency.ms(0.5), 1),
+                f(e.latency.ms(0.99), 1),
+                e.failed_runs,
+                e.incomplete
+            );
+        }
+        let answers: Vec<String> = n
+            .attacker
+            .iter()
+            .map(|(what, by)| {
+                let by: Vec<String> = by.iter().map(|(status, k)| format!("{status}: {k}")).collect();
+                format!("{what} ({})", by.join(", "))
+            })
+            .collect();
+        let _ = writeln!(s, "\nThe attacker's answers by status (0: none): {}.\n", answers.join("; "));
+    }
+
     if let Some(id) = identity {
         let _ = writeln!(s, "### Identity\n");
         let _ = writeln!(
@@ -312,6 +350,7 @@ pub fn json(
                 "webhook_open_loop": { "rate": r.open_rate, "figures": r.open.json(), "ratio_to_raw": round(r.open.per_sec() / raw, 3) },
                 "end_to_end": r.e2e.json(),
                 "ingest_triggers_purged": r.purged,
+                "noisy_neighbour": r.noisy.as_ref().map(crate::noisy::Noisy::json),
                 "rss_mib": {
                     "idle": rss(&r.rss_idle),
                     "end_of_load": rss(&r.rss_end),

@@ -59,7 +59,12 @@ fn bench_env(topology: &Topology, db: &TestDb) -> BTreeMap<String, Env> {
             // One account sends the whole load: its execution slots (8 by default,
             // a per-account fairness quota) are raised to the replica's permits, so
             // the bench measures the suite's capacity, slots still taken per run.
-            "executor" => vec![var("BIZOPS_RUNS__OWNER_CONCURRENCY", "64")],
+            // The noisy-neighbour phase restarts it with the default, and its
+            // attacker calls an endpoint on 127.0.0.1.
+            "executor" => vec![
+                var("BIZOPS_RUNS__OWNER_CONCURRENCY", "64"),
+                var("BIZOPS_HTTP__ALLOWED_NETWORKS", "127.0.0.0/8"),
+            ],
             _ => vec![],
         });
         all.insert(s.binary.clone(), env);
@@ -118,6 +123,15 @@ impl Suite {
         self.cluster.launch("executor").await
     }
 
+    /// Restarts the executor (SIGKILL, then a fresh start) with `vars` set.
+    pub async fn restart_executor_with(&mut self, vars: &[(&str, &str)]) -> anyhow::Result<()> {
+        self.cluster.kill("executor").await?;
+        for (name, value) in vars {
+            self.cluster.set_env("executor", name, value);
+        }
+        self.cluster.launch("executor").await
+    }
+
     /// The running service `name` (a binary name).
     pub fn get(&self, name: &str) -> anyhow::Result<&Process> {
         self.cluster.get(name)
@@ -168,10 +182,19 @@ impl Suite {
     /// Creates `n` enabled Pilots with the 3-step local workflow
     /// (transform → condition → ai with the local fallback).
     pub async fn pilots(&self, account: &Account, n: usize) -> anyhow::Result<Vec<Pilot>> {
+        self.pilots_of(account, (0..n).map(spec).collect()).await
+    }
+
+    /// Creates an enabled Pilot of each spec.
+    pub async fn pilots_of(
+        &self,
+        account: &Account,
+        specs: Vec<cpb::PilotSpec>,
+    ) -> anyhow::Result<Vec<Pilot>> {
         let mut catalog = CatalogServiceClient::new(self.channel("pilot-catalog").await?);
-        let mut out = Vec::with_capacity(n);
-        for i in 0..n {
-            let req = authed(&account.token, cpb::CreatePilotRequest { spec: Some(spec(i)), enabled: true });
+        let mut out = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let req = authed(&account.token, cpb::CreatePilotRequest { spec: Some(spec), enabled: true });
             let created = catalog.create_pilot(req).await.context("CreatePilot")?.into_inner();
             let id = created.pilot.context("CreatePilot answered no Pilot")?.id;
             let secret = created.webhook_secret;

@@ -145,6 +145,12 @@ impl Procs {
         self.cluster.stop_all().await.unwrap_or_else(|e| panic!("{e:#}"))
     }
 
+    /// The process id of the running `svc`.
+    pub fn pid(&self, svc: &str) -> u32 {
+        let s = self.cluster.get(svc).unwrap_or_else(|e| panic!("{e:#}"));
+        s.pid().unwrap_or_else(|| panic!("{svc} is not running"))
+    }
+
     /// `http://<metrics addr>/metrics` of a running service.
     pub fn metrics_url(&self, svc: &str) -> String {
         let s = self.cluster.get(svc).unwrap_or_else(|e| panic!("{e:#}"));

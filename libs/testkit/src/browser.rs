@@ -97,6 +97,9 @@ pub struct Browser {
     pub base: String,
     /// Sent as `Origin` on every request but GET (`None`: no `Origin`).
     pub origin: Option<String>,
+    /// Sent as `X-Forwarded-For` on every request (a gateway configured with
+    /// `BIZOPS_CLIENT_IP_HEADER` takes it as the client's address).
+    pub forwarded_for: Option<String>,
     /// The session cookie (name, value) as the last `Set-Cookie` left it.
     pub cookie: Option<(String, String)>,
     /// Sent as `X-CSRF-Token` with JSON requests and as `csrf_token` in forms.
@@ -115,6 +118,7 @@ impl Browser {
             http,
             base: base.to_owned(),
             origin: Some(ORIGIN.into()),
+            forwarded_for: None,
             cookie: None,
             csrf: None,
             cookie_names: BTreeSet::new(),
@@ -147,6 +151,9 @@ impl Browser {
         let mut req = self.http.request(method.clone(), format!("{}{path}", self.base));
         if let Some((name, value)) = &self.cookie {
             req = req.header("cookie", format!("{name}={value}"));
+        }
+        if let Some(address) = &self.forwarded_for {
+            req = req.header("x-forwarded-for", address);
         }
         if *method != Method::GET
             && let Some(origin) = &self.origin

@@ -483,6 +483,11 @@ impl Cluster {
         Ok(env)
     }
 
+    /// Sets `name=value` for `binary` from its next start on.
+    pub fn set_env(&mut self, binary: &str, name: &str, value: &str) {
+        self.spec.env.entry(binary.to_owned()).or_default().push(var(name, value));
+    }
+
     /// Runs `migrate` of every service with a database.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         for s in self.topology.services.iter().filter(|s| s.database) {
