@@ -784,7 +784,9 @@ impl<L: LeaseStore> Engine<L> {
         base: &StepRecord,
     ) -> anyhow::Result<()> {
         let message = match &step.kind {
-            Some(Kind::Approval(a)) => self.inner.templates.render(&a.message, &cx.scope).await,
+            Some(Kind::Approval(a)) => {
+                self.inner.templates.render_as(Some(cx.claimed.owner_id), &a.message, &cx.scope).await
+            }
             _ => Ok(format!("Step \"{}\" ({}) is about to run. Approve?", step.key, base.kind)),
         };
         let message = match message {

@@ -13,8 +13,13 @@
 //! Workers start with an empty environment (no keys, no database URLs), read
 //! length-prefixed JSON requests on stdin and answer on stdout; they exit when
 //! stdin closes (so they never outlive the executor).
+//!
+//! The workers are shared by every account, so one account's renders may use at
+//! most half of them at once (at least one): however slow its templates, the
+//! others' renders always find a worker.
 
 use std::{
+    collections::HashMap,
     io::{Read, Write},
     path::PathBuf,
     process::{ExitCode, Stdio},
@@ -27,8 +32,9 @@ use serde_json::Value;
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader},
     process::{Child, ChildStdin, ChildStdout, Command},
-    sync::Semaphore,
+    sync::{OwnedSemaphorePermit, Semaphore},
 };
+use uuid::Uuid;
 
 use crate::{config::TemplatesConfig, template::Renderer};
 
@@ -87,12 +93,17 @@ impl std::fmt::Debug for Templates {
 }
 
 struct Pool {
+    workers: usize,
     program: PathBuf,
     limits: Limits,
     memory_mib: u64,
     timeout: Duration,
     idle: Mutex<Vec<Worker>>,
     slots: Semaphore,
+    /// Workers one account may use at once.
+    per_owner: usize,
+    /// The accounts rendering or waiting to, each with its share.
+    owners: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
 }
 
 impl Templates {
@@ -105,12 +116,15 @@ impl Templates {
         };
         Ok(Self {
             inner: Arc::new(Pool {
+                workers: config.workers.max(1),
                 program,
                 limits,
                 memory_mib: config.memory_mib.max(16),
                 timeout: config.timeout,
                 idle: Mutex::new(Vec::new()),
                 slots: Semaphore::new(config.workers.max(1)),
+                per_owner: (config.workers / 2).max(1),
+                owners: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -123,25 +137,48 @@ impl Templates {
         Ok(())
     }
 
-    /// Renders `source` against `ctx`.
+    /// Renders `source` against `ctx` (not counted against any account).
     pub async fn render(&self, source: &str, ctx: &Value) -> Result<String, String> {
+        self.render_as(None, source, ctx).await
+    }
+
+    /// Renders a template of `owner`'s against `ctx`, within the account's share
+    /// of the workers.
+    pub async fn render_as(&self, owner: Option<Uuid>, source: &str, ctx: &Value) -> Result<String, String> {
         if source.is_empty() {
             return Ok(String::new());
         }
-        match self.call(&Request::Render { source, ctx }).await? {
+        match self.call(owner, &Request::Render { source, ctx }).await? {
             Reply::Text(text) => Ok(text),
             Reply::Error(e) => Err(e),
             _ => Err("template error: the renderer answered out of turn".into()),
         }
     }
 
-    /// Evaluates an expression against `ctx` and tells whether it is true.
+    /// Evaluates an expression against `ctx` and tells whether it is true (not
+    /// counted against any account).
     pub async fn truthy(&self, expression: &str, ctx: &Value) -> Result<bool, String> {
-        match self.call(&Request::Truthy { source: expression, ctx }).await? {
+        self.truthy_as(None, expression, ctx).await
+    }
+
+    /// Like [`Templates::truthy`] for an expression of `owner`'s, within the
+    /// account's share of the workers.
+    pub async fn truthy_as(
+        &self,
+        owner: Option<Uuid>,
+        expression: &str,
+        ctx: &Value,
+    ) -> Result<bool, String> {
+        match self.call(owner, &Request::Truthy { source: expression, ctx }).await? {
             Reply::Bool(b) => Ok(b),
             Reply::Error(e) => Err(e),
             _ => Err("expression error: the renderer answered out of turn".into()),
         }
+    }
+
+    /// Workers rendering or being started for a render now.
+    pub fn in_use(&self) -> usize {
+        self.inner.workers.saturating_sub(self.inner.slots.available_permits())
     }
 
     fn put_back(&self, worker: Worker) {
@@ -154,8 +191,23 @@ impl Templates {
         self.inner.idle.lock().ok().and_then(|mut idle| idle.pop())
     }
 
-    async fn call(&self, request: &Request<'_>) -> Result<Reply, String> {
+    /// Waits for `owner`'s turn: one of the account's share of the workers.
+    async fn turn(&self, owner: Uuid) -> Option<OwnedSemaphorePermit> {
+        let share = {
+            let mut owners = self.inner.owners.lock().ok()?;
+            // Accounts nobody renders for any more are forgotten.
+            owners.retain(|_, s| Arc::strong_count(s) > 1 || s.available_permits() < self.inner.per_owner);
+            owners.entry(owner).or_insert_with(|| Arc::new(Semaphore::new(self.inner.per_owner))).clone()
+        };
+        share.acquire_owned().await.ok()
+    }
+
+    async fn call(&self, owner: Option<Uuid>, request: &Request<'_>) -> Result<Reply, String> {
         let frame = serde_json::to_vec(request).map_err(|e| format!("template error: {e}"))?;
+        let _turn = match owner {
+            Some(o) => Some(self.turn(o).await.ok_or("template error: the renderer stopped")?),
+            None => None,
+        };
         let _slot = self.inner.slots.acquire().await.map_err(|_| "template error: the renderer stopped")?;
         // An idle worker that died meanwhile (killed from outside) fails on the
         // write, before it saw this request: then a fresh one is tried.

@@ -101,7 +101,7 @@ impl StepEnv<'_> {
     /// Renders one field's template (in the sandbox).
     pub async fn render(&self, field: &str, source: &str) -> Result<String, StepError> {
         self.templates
-            .render(source, self.ctx)
+            .render_as(Some(self.owner), source, self.ctx)
             .await
             .map_err(|e| StepError::permanent(format!("{field}: {e}")))
     }
@@ -125,7 +125,7 @@ pub async fn transform(env: &StepEnv<'_>, t: &pb::TransformStep) -> Result<Value
 /// `condition`: evaluates the expression.
 pub async fn condition(env: &StepEnv<'_>, c: &pb::ConditionStep) -> Result<bool, StepError> {
     env.templates
-        .truthy(&c.expression, env.ctx)
+        .truthy_as(Some(env.owner), &c.expression, env.ctx)
         .await
         .map_err(|e| StepError::permanent(format!("condition.expression: {e}")))
 }

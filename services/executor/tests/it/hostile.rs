@@ -75,6 +75,42 @@ async fn a_template_bomb_stops_its_worker_not_the_executor() {
 }
 
 #[tokio::test]
+async fn one_account_s_slow_templates_leave_a_worker_for_everyone_else() {
+    let config = TemplatesConfig {
+        worker: Some(env!("CARGO_BIN_EXE_executor").into()),
+        workers: 2,
+        memory_mib: 256,
+        timeout: Duration::from_secs(60),
+    };
+    let templates = Templates::new(&config, Limits { fuel: u64::MAX / 2, max_output: 1024 }).unwrap();
+    let (slow, quick) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let ctx = serde_json::json!({});
+    // Renders that take many seconds, more of them than there are workers.
+    let endless = "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}";
+    let mut hogs = Vec::new();
+    for _ in 0..3 {
+        let templates = templates.clone();
+        hogs.push(tokio::spawn(async move {
+            templates.render_as(Some(slow), endless, &serde_json::json!({})).await
+        }));
+    }
+    until("a slow render to hold a worker", PATIENCE, || async { templates.in_use() >= 1 }).await;
+    let started = std::time::Instant::now();
+    // Another account's template renders meanwhile.
+    let answer = tokio::time::timeout(PATIENCE, templates.render_as(Some(quick), "{{ 6 * 7 }}", &ctx))
+        .await
+        .expect("another account's render waited for the slow ones")
+        .unwrap();
+    assert_eq!(answer, "42");
+    println!("another account's render took {:?} while the slow ones ran", started.elapsed());
+    assert!(hogs.iter().all(|h| !h.is_finished()), "the slow renders were still running");
+    assert_eq!(templates.in_use(), 1, "the slow account holds one worker of two");
+    for h in hogs {
+        h.abort();
+    }
+}
+
+#[tokio::test]
 async fn a_wrong_worker_program_fails_at_start() {
     let config = TemplatesConfig { worker: Some("/bin/true".into()), ..TemplatesConfig::default() };
     let templates = Templates::new(&config, Limits { fuel: 1000, max_output: 1000 }).unwrap();
