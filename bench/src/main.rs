@@ -141,8 +141,7 @@ async fn measure(
     nats: &Nats,
     suite: &mut Suite,
 ) -> anyhow::Result<ModeResult> {
-    let email = format!("owner-{}@bench.example.com", mode.name());
-    let account = suite.account(&email).await?;
+    let account = suite.account(&format!("owner-{}@bench.example.com", mode.name())).await?;
     let pilots = suite.pilots(&account, plan.pilots).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut rss_idle = suite.rss();
@@ -192,7 +191,7 @@ async fn measure(
     let rss_peak = sampler.finish().await;
     let noisy = if mode == SyncMode::Always {
         let (rate, length) = (plan.noisy_rate, plan.noisy);
-        Some(noisy::noisy_neighbour(suite, &nats.url, &hooks, &email, rate, length, plan.drain).await?)
+        Some(noisy::noisy_neighbour(suite, &nats.url, rate, length, plan.drain).await?)
     } else {
         None
     };

@@ -21,7 +21,7 @@ use serde_json::json;
 use tokio::{io::AsyncWriteExt as _, net::TcpStream, task::JoinSet};
 
 use crate::{
-    phases::{EndToEnd, HookAnswer, Hooks, end_to_end},
+    phases::{EndToEnd, HookAnswer, Hooks, end_to_end, purge_triggers},
     suite::Suite,
 };
 
@@ -89,18 +89,30 @@ fn paced<F, Fut>(
     });
 }
 
-/// The victim (`victim`'s Pilots, whose account is `victim_email`) at `rate`
-/// webhooks a second for `length`, alone, then while another account attacks.
+/// A victim account's Pilots at `rate` webhooks a second for `length`, alone,
+/// then while another account attacks. What the phases before left unfinished
+/// is removed first, so the victim starts from an idle suite.
 pub async fn noisy_neighbour(
     suite: &mut Suite,
     nats_url: &str,
-    victim: &Hooks,
-    victim_email: &str,
     rate: f64,
     length: Duration,
     drain: Duration,
 ) -> anyhow::Result<Noisy> {
+    purge_triggers(nats_url).await?;
+    let db = suite.db.superuser_pool().await?;
+    // The earlier phases' backlog, with the jobs it came from (the sweep deletes
+    // finished jobs only).
+    sqlx::query(
+        "WITH gone AS (DELETE FROM executor.runs WHERE status IN (1, 2) RETURNING job_id)
+         DELETE FROM executor.jobs WHERE id IN (SELECT job_id FROM gone)",
+    )
+    .execute(&db)
+    .await?;
     suite.restart_executor_with(&[("BIZOPS_RUNS__OWNER_CONCURRENCY", "8")]).await?;
+    let victim_email = "victim@bench.example.com";
+    let account = suite.account(victim_email).await?;
+    let victim = &Hooks::new(suite.gateway_url()?, suite.pilots(&account, 16).await?)?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     eprintln!("noisy neighbour: the victim alone at {rate}/s");
     let quiet = end_to_end(suite, nats_url, victim, rate, length, drain).await?;

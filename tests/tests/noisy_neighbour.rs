@@ -63,11 +63,11 @@ fn local_steps(title: &str) -> Value {
     })
 }
 
-/// A step that calls an endpoint that accepts and never answers, for 20 s, three times.
+/// A step that calls an endpoint that accepts and never answers, for a minute, twice.
 fn tarpit_step(addr: std::net::SocketAddr) -> Value {
     json!({
-        "key": "call", "kind": "http", "timeout_ms": 20000,
-        "retry": {"max_attempts": 3, "initial_backoff_ms": 1000, "max_backoff_ms": 2000},
+        "key": "call", "kind": "http", "timeout_ms": 60000,
+        "retry": {"max_attempts": 2, "initial_backoff_ms": 1000, "max_backoff_ms": 2000},
         "config": {"method": "GET", "url": format!("http://{addr}/slow")}
     })
 }
@@ -211,6 +211,13 @@ async fn one_account_attacking_every_way_cannot_take_the_service_from_another() 
             ("executor", "BIZOPS_AI__SERVER_KEY".into(), "sk-ant-server-e2e-0000".into()),
             ("executor", "BIZOPS_AI__SERVER_DAILY_TOKENS".into(), "20000".into()),
             ("executor", "BIZOPS_RUNS__MAX_PER_PILOT".into(), "1000".into()),
+            // Fewer run permits than the attacker's runs into the tarpit: without
+            // per-account slots they would hold every one for a minute at a time,
+            // and the victim's runs would wait minutes (tried: they fail the
+            // 120 s bound with BIZOPS_RUNS__OWNER_CONCURRENCY=1000).
+            ("executor", "BIZOPS_RUNS__CONCURRENCY".into(), "16".into()),
+            // The test polls the victim's runs through the API as one session.
+            ("gateway", "BIZOPS_RATE_LIMITS__API_PER_SESSION__PER_MINUTE".into(), "0".into()),
         ],
         ..Options::default()
     })
@@ -258,6 +265,7 @@ async fn one_account_attacking_every_way_cannot_take_the_service_from_another() 
     let (quiet, refused) = steady(&http, &base, &quiet_pilot, QUIET).await;
     assert!(refused.is_empty(), "the victim's webhooks were refused without any attacker: {refused:?}");
     let quiet_ms = completions(&mut victim, &quiet_pilot.0, &quiet, "without the attacker").await;
+    assert!(quiet_ms.last().is_some_and(|ms| *ms < PATIENCE.as_secs_f64() * 1000.0), "{quiet_ms:?}");
 
     // The attacker.
     let mut attacker = procs.browser();
@@ -408,6 +416,11 @@ async fn one_account_attacking_every_way_cannot_take_the_service_from_another() 
     let (loud, refused) = under_attack.await.unwrap();
     assert!(refused.is_empty(), "the victim's webhooks were refused under attack: {refused:?}");
     let loud_ms = completions(&mut victim, &loud_pilot.0, &loud, "under attack").await;
+    let slowest = loud_ms.last().copied().unwrap_or(f64::INFINITY);
+    assert!(
+        slowest < PATIENCE.as_secs_f64() * 1000.0,
+        "a victim run ended {slowest:.0} ms after its webhook"
+    );
     stop.store(true, Ordering::SeqCst);
     drop(views);
     let mut seen: BTreeMap<&str, BTreeMap<u16, usize>> = BTreeMap::new();

@@ -171,7 +171,7 @@ impl App {
             config.runs.reaper_interval,
             stop.stopped(),
         )));
-        tasks.push(tokio::spawn(maintenance::backlog(
+        tasks.push(tokio::spawn(maintenance::workload(
             self.system.clone(),
             self.js.clone(),
             (subjects.triggers_stream(), config.intake.consumer.clone()),

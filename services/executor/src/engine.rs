@@ -57,9 +57,14 @@ struct Inner<L> {
     http: reqwest::Client,
     permits: Arc<Semaphore>,
     running: Mutex<HashSet<Uuid>>,
-    /// Owners with runs this replica turned away for want of a slot: when one of
-    /// their runs gives its slot up here, the oldest waiting one is handed out.
-    waiting: Mutex<HashSet<Uuid>>,
+    /// Owners with runs this replica turned away for want of a slot (or handed
+    /// out from the reaper), each with a count of such notes: when one of their
+    /// runs gives its slot up here, the oldest waiting one is handed out.
+    waiting: Mutex<HashMap<Uuid, u64>>,
+    /// Slot requests per owner: one transaction at a time per owner from this
+    /// replica takes the slots of every request that arrived meanwhile (they wait
+    /// here, not each holding a database connection in the owner's lock).
+    slot_requests: Mutex<HashMap<Uuid, Vec<SlotRequest>>>,
     queue: mpsc::UnboundedSender<Queued>,
     progress: Progress,
 }
@@ -185,7 +190,8 @@ impl<L: LeaseStore> Engine<L> {
             http,
             permits,
             running: Mutex::new(HashSet::new()),
-            waiting: Mutex::new(HashSet::new()),
+            waiting: Mutex::new(HashMap::new()),
+            slot_requests: Mutex::new(HashMap::new()),
             queue,
             progress,
         };
@@ -327,43 +333,113 @@ impl<L: LeaseStore> Engine<L> {
     /// waits for a retry): the owner's oldest waiting run is handed out.
     async fn run_in_slot(&self, claimed: Claimed) -> anyhow::Result<()> {
         let (id, owner, me) = (claimed.id, claimed.owner_id, &self.inner.me);
-        if !self.inner.leases.take_slot(id, me, owner, self.owner_concurrency()).await? {
+        if !self.take_slot(id, owner).await? {
             // Every slot of the owner is in use, here or elsewhere: the run waits,
             // unleased, until one frees up (then this replica or any reaper hands
             // it out, oldest first). Giving the lease back is not a takeover.
+            // Noted only once given back, so a wake that saw no run waiting
+            // before cannot forget it; a slot freed meanwhile is looked for now.
             tracing::debug!("every slot of the owner is in use; the run waits for one");
             metrics::counter!("executor_slot_waits_total").increment(1);
-            self.note_waiting(owner);
             self.inner.leases.release(id, me, Duration::ZERO).await?;
+            self.note_waiting(owner);
+            self.wake(owner).await;
             return Ok(());
         }
         let result = self.run(claimed, Instant::now()).await;
+        if result.is_err() {
+            // Its slot is given back before the owner's next run is looked for
+            // (the reaper retries it after the delay).
+            let _ = self.inner.leases.release(id, me, Duration::from_secs(5)).await;
+        }
         self.wake(owner).await;
         result
+    }
+
+    /// Asks for one of `owner`'s slots for run `id`. Requests of one owner are
+    /// taken together: while one transaction is under way, the requests that
+    /// arrive wait for the next, which takes them all (oldest runs first).
+    async fn take_slot(&self, id: Uuid, owner: Uuid) -> anyhow::Result<bool> {
+        let (tx, rx) = oneshot::channel();
+        let lead = {
+            let mut requests =
+                self.inner.slot_requests.lock().map_err(|_| anyhow::anyhow!("slot requests"))?;
+            match requests.get_mut(&owner) {
+                Some(queued) => {
+                    queued.push((id, tx));
+                    None
+                }
+                None => {
+                    requests.insert(owner, Vec::new());
+                    Some(tx)
+                }
+            }
+        };
+        if let Some(tx) = lead {
+            // This request goes first, alone; whoever arrives meanwhile waits for
+            // the taker that carries on after it.
+            let engine = self.clone();
+            tokio::spawn(
+                async move { engine.take_slots(owner, vec![(id, tx)]).await }
+                    .instrument(tracing::Span::current()),
+            );
+        }
+        rx.await.map_err(|_| anyhow::anyhow!("could not take an execution slot"))
+    }
+
+    /// Takes slots for `batch`, then for whatever requests of `owner` arrived
+    /// meanwhile, until none are left.
+    async fn take_slots(&self, owner: Uuid, mut batch: Vec<SlotRequest>) {
+        loop {
+            let ids: Vec<Uuid> = batch.iter().map(|(id, _)| *id).collect();
+            match self.inner.leases.take_slots(&ids, &self.inner.me, owner, self.owner_concurrency()).await {
+                Ok(taken) => {
+                    for (id, tx) in batch {
+                        let _ = tx.send(taken.contains(&id));
+                    }
+                }
+                // Dropping the senders fails the requests: their runs are retried.
+                Err(e) => tracing::warn!(error = %e, "could not take execution slots"),
+            }
+            let Ok(mut requests) = self.inner.slot_requests.lock() else { return };
+            match requests.get_mut(&owner).map(std::mem::take) {
+                Some(next) if !next.is_empty() => batch = next,
+                _ => {
+                    requests.remove(&owner);
+                    return;
+                }
+            }
+        }
     }
 
     /// Marks `owner` as one whose runs may wait for a slot: when one of its runs
     /// here ends, pauses or backs off, [`Engine::wake`] looks for the next.
     pub fn note_waiting(&self, owner: Uuid) {
         if let Ok(mut w) = self.inner.waiting.lock() {
-            w.insert(owner);
+            *w.entry(owner).or_default() += 1;
         }
     }
 
     /// Hands out the oldest runs of `owner` waiting for a slot, as many as it
     /// has slots free, if this replica turned any away or handed any out from
-    /// the reaper (otherwise nobody waits, and the query is saved).
+    /// the reaper. (Runs another replica turned away are handed out by that
+    /// replica when its own runs of the owner end, or by the next reaper pass.)
     async fn wake(&self, owner: Uuid) {
-        if !self.inner.waiting.lock().map(|w| w.contains(&owner)).unwrap_or(false) {
+        let Some(noted) = self.inner.waiting.lock().ok().and_then(|w| w.get(&owner).copied()) else {
             return;
-        }
+        };
         match self.inner.leases.waiting(owner, self.owner_concurrency()).await {
-            Ok(ids) if ids.is_empty() => {
-                if let Ok(mut w) = self.inner.waiting.lock() {
-                    w.remove(&owner);
+            Ok(w) => {
+                // Forgotten only if nothing waits and no run was turned away since
+                // the query began (it may not have seen that one).
+                if !w.waiting
+                    && let Ok(mut owners) = self.inner.waiting.lock()
+                    && owners.get(&owner) == Some(&noted)
+                {
+                    owners.remove(&owner);
                 }
+                w.ids.into_iter().for_each(|id| self.enqueue(id));
             }
-            Ok(ids) => ids.into_iter().for_each(|id| self.enqueue(id)),
             Err(e) => tracing::warn!(error = %e, "could not look for runs waiting for a slot"),
         }
     }
@@ -391,8 +467,12 @@ impl<L: LeaseStore> Engine<L> {
                 tokio::select! {
                     _ = &mut done_rx => return,
                     _ = tick.tick() => {
-                        if !matches!(leases.renew(id, &me, lease).await, Ok(true)) {
-                            return;
+                        // A failed renewal is tried again at the next tick (the
+                        // lease outlasts two of them).
+                        match leases.renew(id, &me, lease).await {
+                            Ok(false) => return,
+                            Ok(true) => {}
+                            Err(e) => tracing::warn!(error = %e, "could not renew a run's lease"),
                         }
                     }
                 }
@@ -453,8 +533,18 @@ impl<L: LeaseStore> Engine<L> {
             let label =
                 ev::RunStatus::try_from(i32::from(status)).map(|s| s.as_str_name()).unwrap_or("UNKNOWN");
             metrics::counter!("executor_runs_total", "status" => label).increment(1);
+        } else {
+            self.let_go(id).await;
         }
         Ok(())
+    }
+
+    /// Gives up the lease (and slot) of a run that is no longer running here —
+    /// cancelled while a step was in flight, which keeps its slot until then.
+    async fn let_go(&self, id: Uuid) {
+        if let Err(e) = self.inner.leases.release(id, &self.inner.me, Duration::ZERO).await {
+            tracing::warn!(error = %e, "could not give up a run's lease");
+        }
     }
 
     /// Stores the steps kept in memory and moves the cursor to `next`; false if
@@ -471,7 +561,10 @@ impl<L: LeaseStore> Engine<L> {
                 cx.pending.clear();
                 Ok(true)
             }
-            None => Ok(false),
+            None => {
+                self.let_go(cx.claimed.id).await;
+                Ok(false)
+            }
         }
     }
 
@@ -492,6 +585,7 @@ impl<L: LeaseStore> Engine<L> {
             .record_steps(cx.claimed.id, &self.inner.me, std::slice::from_ref(rec), next)
             .await?;
         let Some(state) = stored else {
+            self.let_go(cx.claimed.id).await;
             return Ok(false);
         };
         self.inner.events.publish(&state, Some(step_event(rec, started.map(|s| s.elapsed())))).await;
@@ -632,6 +726,7 @@ impl<L: LeaseStore> Engine<L> {
                 if cx.pending.is_empty()
                     && matches!(self.inner.leases.status(claimed.id).await?, Some(s) if s != run::RUNNING)
                 {
+                    self.let_go(claimed.id).await;
                     return Ok(true);
                 }
             }
@@ -820,6 +915,8 @@ impl<L: LeaseStore> Engine<L> {
         {
             self.inner.events.publish(&state, Some(step_event(&rec, None))).await;
             tracing::info!(step = %step.key, "run paused for approval");
+        } else {
+            self.let_go(cx.claimed.id).await;
         }
         Ok(())
     }
@@ -883,6 +980,8 @@ impl<L: LeaseStore> Engine<L> {
                 {
                     self.inner.events.publish(&state, Some(step_event(&rec, None))).await;
                     self.retry_after(cx.claimed.id, backoff);
+                } else {
+                    self.let_go(cx.claimed.id).await;
                 }
                 Ok(None)
             }
@@ -1034,6 +1133,9 @@ fn local_answer(request: &ai::Request, note: Option<String>) -> Produced {
     }
     (output, provider)
 }
+
+/// A request for an execution slot: the run, and where to say whether it got one.
+type SlotRequest = (Uuid, oneshot::Sender<bool>);
 
 /// A run waiting for a free slot; it counts as in flight until its execution ends.
 pub struct Queued {

@@ -36,7 +36,8 @@ pub trait LeaseStore: Clone + Send + Sync + 'static {
         lease: Duration,
     ) -> impl Future<Output = Result<Option<Claimed>, sqlx::Error>> + Send;
 
-    /// Extends a lease; false if the run is no longer ours (cancelled, deleted, taken).
+    /// Extends a lease; false if the run is no longer ours (deleted, taken over).
+    /// A cancelled run's lease is extended too: its step may still be in flight.
     fn renew(
         &self,
         id: Uuid,
@@ -78,16 +79,16 @@ pub trait LeaseStore: Clone + Send + Sync + 'static {
         executed: Duration,
     ) -> impl Future<Output = Result<Option<RunState>, sqlx::Error>> + Send;
 
-    /// Takes one of the owner's execution slots for a run we hold, if fewer than
-    /// `limit` of its runs hold one (on any replica); false if none is free (or
-    /// the run is no longer ours).
-    fn take_slot(
+    /// Takes execution slots of `owner` for runs we hold, oldest first, as many
+    /// as it has free of `limit` (over every replica); the runs that got one.
+    /// Runs no longer ours (or no longer running) get none.
+    fn take_slots(
         &self,
-        run_id: Uuid,
+        run_ids: &[Uuid],
         me: &str,
         owner: Uuid,
         limit: i64,
-    ) -> impl Future<Output = Result<bool, sqlx::Error>> + Send;
+    ) -> impl Future<Output = Result<Vec<Uuid>, sqlx::Error>> + Send;
 
     /// A step's attempt failed and it is tried again after `backoff`: stores the
     /// step's state (attempts so far, the last error) and gives back the lease
@@ -105,9 +106,8 @@ pub trait LeaseStore: Clone + Send + Sync + 'static {
 
     /// The owner's oldest runs nobody holds that may be claimed now (waiting for a
     /// slot, done waiting for a retry, or left by an executor that died), as many
-    /// as it has slots free of `limit`.
-    fn waiting(&self, owner: Uuid, limit: i64)
-    -> impl Future<Output = Result<Vec<Uuid>, sqlx::Error>> + Send;
+    /// as it has slots free of `limit`, and whether there are any.
+    fn waiting(&self, owner: Uuid, limit: i64) -> impl Future<Output = Result<Waiting, sqlx::Error>> + Send;
 
     /// The decision on step `idx` of a run, if any.
     fn approval(
@@ -164,6 +164,14 @@ pub trait LeaseStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 }
 
+/// The runs of an owner waiting to be claimed: the oldest, as many as it has
+/// slots free, and whether any wait at all.
+#[derive(Debug, Clone, Default)]
+pub struct Waiting {
+    pub ids: Vec<Uuid>,
+    pub waiting: bool,
+}
+
 /// The Postgres implementation, on the system role's pool.
 #[derive(Debug, Clone)]
 pub struct PgLeaseStore {
@@ -187,7 +195,15 @@ impl LeaseStore for PgLeaseStore {
              SET lease_owner = $2, lease_until = now() + $3, status = $5,
                  started_at = COALESCE(r.started_at, now()),
                  takeovers = r.takeovers
-                     + CASE WHEN r.lease_owner IS NOT NULL AND r.lease_owner <> $2 THEN 1 ELSE 0 END
+                     + CASE WHEN r.lease_owner IS NOT NULL AND r.lease_owner <> $2 THEN 1 ELSE 0 END,
+                 -- A holder that stopped while executing (this replica included,
+                 -- when a release failed): its stretch counts up to the end of its
+                 -- lease, and its slot is free. A run being executed here is never
+                 -- claimed again.
+                 executed_ms = r.executed_ms + CASE WHEN r.executing
+                     THEN GREATEST((extract(epoch FROM LEAST(now(), r.lease_until) - r.slot_taken_at) * 1000)::bigint, 0)
+                     ELSE 0 END,
+                 executing = false
              WHERE r.id = $1 AND r.status IN ($4, $5)
                AND (r.lease_owner = $2 OR r.lease_until < now()
                     OR (r.lease_owner IS NULL AND r.lease_until IS NULL))
@@ -240,12 +256,13 @@ impl LeaseStore for PgLeaseStore {
 
     async fn renew(&self, id: Uuid, me: &str, lease: Duration) -> Result<bool, sqlx::Error> {
         let done = sqlx::query!(
-            "UPDATE executor.runs SET lease_until = now() + $3
-             WHERE id = $1 AND lease_owner = $2 AND status = $4",
+            // Whatever the run's status: a run cancelled while a step is in
+            // flight keeps its slot (and so its lease) until that step is over
+            // and the engine lets it go.
+            "UPDATE executor.runs SET lease_until = now() + $3 WHERE id = $1 AND lease_owner = $2",
             id,
             me,
             interval(lease),
-            run::RUNNING,
         )
         .execute(&self.pool)
         .await?;
@@ -397,6 +414,8 @@ impl LeaseStore for PgLeaseStore {
                      output = EXCLUDED.output, output_truncated = EXCLUDED.output_truncated, error = EXCLUDED.error,
                      started_at = COALESCE(executor.step_runs.started_at, EXCLUDED.started_at),
                      finished_at = EXCLUDED.finished_at
+                 -- A step stored as succeeded stays so (its side effect happened).
+                 WHERE executor.step_runs.status <> $18
              ), job AS (
                  UPDATE executor.jobs SET finished_at = now()
                  WHERE id = (SELECT job_id FROM run) AND finished_at IS NULL
@@ -419,6 +438,7 @@ impl LeaseStore for PgLeaseStore {
             steps.iter().map(|s| s.error.as_deref().map(pg_text)).collect::<Vec<Option<String>>>() as _,
             steps.iter().map(|s| s.started_at).collect::<Vec<Option<OffsetDateTime>>>() as _,
             steps.iter().map(|s| s.finished_at).collect::<Vec<Option<OffsetDateTime>>>() as _,
+            step::SUCCEEDED,
         )
         .fetch_optional(&self.pool)
         .await?;
@@ -436,7 +456,9 @@ impl LeaseStore for PgLeaseStore {
 
     async fn release(&self, run_id: Uuid, me: &str, delay: Duration) -> Result<(), sqlx::Error> {
         sqlx::query!(
-            "UPDATE executor.runs SET lease_owner = NULL, lease_until = now() + $3, executing = false
+            "UPDATE executor.runs SET lease_owner = NULL, lease_until = now() + $3, executing = false,
+                 executed_ms = executed_ms + CASE WHEN executing
+                     THEN GREATEST((extract(epoch FROM now() - slot_taken_at) * 1000)::bigint, 0) ELSE 0 END
              WHERE id = $1 AND lease_owner = $2",
             run_id,
             me,
@@ -449,7 +471,9 @@ impl LeaseStore for PgLeaseStore {
 
     async fn release_all(&self, me: &str) -> Result<u64, sqlx::Error> {
         let done = sqlx::query!(
-            "UPDATE executor.runs SET lease_owner = NULL, lease_until = NULL, executing = false
+            "UPDATE executor.runs SET lease_owner = NULL, lease_until = NULL, executing = false,
+                 executed_ms = executed_ms + CASE WHEN executing
+                     THEN GREATEST((extract(epoch FROM now() - slot_taken_at) * 1000)::bigint, 0) ELSE 0 END
              WHERE lease_owner = $1 AND status = $2",
             me,
             run::RUNNING,
@@ -465,27 +489,48 @@ impl LeaseStore for PgLeaseStore {
             .await
     }
 
-    async fn take_slot(&self, run_id: Uuid, me: &str, owner: Uuid, limit: i64) -> Result<bool, sqlx::Error> {
+    async fn take_slots(
+        &self,
+        run_ids: &[Uuid],
+        me: &str,
+        owner: Uuid,
+        limit: i64,
+    ) -> Result<Vec<Uuid>, sqlx::Error> {
         // The owner's lock orders concurrent takers on every replica: each counts
         // after the one before it committed (a count in the same statement as the
         // lock would see a snapshot from before it).
         let mut tx = self.pool.begin().await?;
-        sqlx::query!("SELECT pg_advisory_xact_lock($1)", slot_lock(owner)).execute(&mut *tx).await?;
-        let taken = sqlx::query!(
-            "UPDATE executor.runs SET executing = true
-             WHERE id = $1 AND lease_owner = $2 AND status = $3
-               AND (SELECT count(*) FROM executor.runs x
-                    WHERE x.owner_id = $4 AND x.executing AND x.lease_until > now() AND x.id <> $1) < $5",
-            run_id,
+        // The flags need no flush to disk before the runs go on, and the lock is
+        // held until the commit: without the flush, an owner's runs take slots at
+        // memory speed. The price: after a crash of the database itself, runs
+        // that went on may have lost their flag, and their owner may run more
+        // than its slots until those end.
+        sqlx::query!(
+            "SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock($1)",
+            slot_lock(owner)
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        // The stretch starts now, not when the transaction began (that was before
+        // the wait for the lock).
+        let taken = sqlx::query_scalar!(
+            "UPDATE executor.runs SET executing = true, slot_taken_at = clock_timestamp()
+             WHERE id IN (
+                 SELECT id FROM executor.runs
+                 WHERE id = ANY($1) AND lease_owner = $2 AND status = $3
+                 ORDER BY created_at, id
+                 LIMIT GREATEST($5 - (SELECT count(*) FROM executor.runs x
+                                      WHERE x.owner_id = $4 AND x.executing AND x.lease_until > now()
+                                        AND x.id <> ALL($1)), 0))
+             RETURNING id",
+            run_ids,
             me,
             run::RUNNING,
             owner,
             limit,
         )
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(taken)
     }
@@ -529,21 +574,32 @@ impl LeaseStore for PgLeaseStore {
         }))
     }
 
-    async fn waiting(&self, owner: Uuid, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
-        sqlx::query_scalar!(
-            "SELECT id FROM executor.runs
-             WHERE owner_id = $1 AND status IN ($2, $3)
-               AND ((lease_owner IS NULL AND lease_until IS NULL) OR lease_until < now())
-             ORDER BY created_at, id
-             LIMIT GREATEST($4 - (SELECT count(*) FROM executor.runs x
-                                  WHERE x.owner_id = $1 AND x.executing AND x.lease_until > now()), 0)",
+    async fn waiting(&self, owner: Uuid, limit: i64) -> Result<Waiting, sqlx::Error> {
+        // Free slots: the limit less the runs held (executing, or claimed and
+        // about to ask for a slot: handing out more would only see them turned
+        // away). Both reads stop early, however long the owner's backlog.
+        let row = sqlx::query!(
+            r#"WITH claimable AS (
+                 SELECT id, created_at FROM executor.runs
+                 WHERE owner_id = $1 AND status IN ($2, $3)
+                   AND ((lease_owner IS NULL AND lease_until IS NULL) OR lease_until < now())
+             ), held AS (
+                 SELECT count(*) AS n FROM (
+                     SELECT 1 FROM executor.runs
+                     WHERE owner_id = $1 AND status IN ($2, $3) AND lease_owner IS NOT NULL AND lease_until > now()
+                     LIMIT $4) h
+             )
+             SELECT EXISTS (SELECT 1 FROM claimable) AS "waiting!",
+                    ARRAY(SELECT id FROM claimable ORDER BY created_at, id
+                          LIMIT GREATEST($4 - (SELECT n FROM held), 0)) AS "ids!""#,
             owner,
             run::QUEUED,
             run::RUNNING,
             limit,
         )
-        .fetch_all(&self.pool)
-        .await
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Waiting { ids: row.ids, waiting: row.waiting })
     }
 
     async fn reserve_ai_tokens(
@@ -603,7 +659,8 @@ async fn upsert_step(
              status = EXCLUDED.status, attempts = EXCLUDED.attempts, provider = EXCLUDED.provider,
              output = EXCLUDED.output, output_truncated = EXCLUDED.output_truncated, error = EXCLUDED.error,
              started_at = COALESCE(executor.step_runs.started_at, EXCLUDED.started_at),
-             finished_at = EXCLUDED.finished_at",
+             finished_at = EXCLUDED.finished_at
+         WHERE executor.step_runs.status <> $14",
         run_id,
         rec.idx,
         owner,
@@ -617,6 +674,7 @@ async fn upsert_step(
         rec.error.as_deref().map(pg_text),
         rec.started_at,
         rec.finished_at,
+        step::SUCCEEDED,
     )
     .execute(&mut **tx)
     .await?;

@@ -66,14 +66,17 @@ pub async fn reaper(system: SystemStore, engine: Engine, interval: Duration, sto
     .await;
 }
 
-/// Publishes the executors' queue lag, what the chart's autoscaler scales on:
-/// triggers not yet taken in (the intake consumer's pending and unacknowledged
-/// messages, `executor_triggers_pending`) plus runs an executor could start now
-/// (`executor_runs_ready`, see [`SystemStore::ready_runs`]), as
-/// `executor_queue_lag`. Every replica reports the same suite-wide figures (the
-/// metrics adapter takes their maximum). Runs waiting for their owner's slots
-/// are not lag: more executors would not run them sooner.
-pub async fn backlog(
+/// Publishes the executors' workload, what the chart's autoscaler scales on:
+/// the queue lag — triggers not yet taken in (the intake consumer's pending and
+/// unacknowledged messages, `executor_triggers_pending`) plus runs an executor
+/// could start now (`executor_runs_ready`, see [`SystemStore::workload`]), as
+/// `executor_queue_lag` — and with the runs executing (`executor_runs_executing`)
+/// as `executor_load`. Lag alone would fall to zero whenever the executors keep
+/// up and scale away the replicas doing the work. Every replica reports the same
+/// suite-wide figures (the metrics adapter takes their maximum). Runs waiting
+/// for their owner's slots are not counted: more executors would not run them
+/// sooner.
+pub async fn workload(
     system: SystemStore,
     js: jetstream::Context,
     stream: (String, String),
@@ -97,21 +100,24 @@ pub async fn backlog(
                     None
                 }
             };
-            let ready = match system.ready_runs(per_owner).await {
-                Ok(n) => Some(u64::try_from(n).unwrap_or(0)),
+            let work = match system.workload(per_owner).await {
+                Ok(w) => Some(w),
                 Err(e) => {
-                    tracing::warn!(error = %e, "could not count the runs ready to start");
+                    tracing::warn!(error = %e, "could not measure the executors' workload");
                     None
                 }
             };
             if let Some(p) = pending {
                 metrics::gauge!("executor_triggers_pending").set(p as f64);
             }
-            if let Some(r) = ready {
-                metrics::gauge!("executor_runs_ready").set(r as f64);
+            if let Some(w) = work {
+                metrics::gauge!("executor_runs_ready").set(w.ready as f64);
+                metrics::gauge!("executor_runs_executing").set(w.executing as f64);
             }
-            if let (Some(p), Some(r)) = (pending, ready) {
-                metrics::gauge!("executor_queue_lag").set((p + r) as f64);
+            if let (Some(p), Some(w)) = (pending, work) {
+                let lag = p as f64 + w.ready as f64;
+                metrics::gauge!("executor_queue_lag").set(lag);
+                metrics::gauge!("executor_load").set(lag + w.executing as f64);
             }
         }
     })

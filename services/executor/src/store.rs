@@ -272,8 +272,11 @@ impl RunStore for PgRunStore {
             return Err(StoreError::State("the run has already finished".into()));
         }
         sqlx::query!(
+            // The lease and slot stay with the executor holding the run, if any:
+            // a step in flight there goes on until it ends (so cancelling cannot
+            // free a slot early); then that executor gives both up.
             "UPDATE executor.runs SET status = $2, finished_at = now(), error = 'cancelled by the owner',
-                    lease_owner = NULL, lease_until = NULL, executing = false, event_seq = event_seq + 1
+                    event_seq = event_seq + 1
              WHERE id = $1",
             id,
             run::CANCELLED,

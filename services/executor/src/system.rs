@@ -23,6 +23,15 @@ pub struct SystemStore {
     pool: PgPool,
 }
 
+/// See [`SystemStore::workload`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Workload {
+    /// Runs an executor could start now.
+    pub ready: i64,
+    /// Runs holding a slot.
+    pub executing: i64,
+}
+
 impl SystemStore {
     /// A store on `pool` (connected as `bizops_executor_system`).
     pub fn new(pool: PgPool) -> Self {
@@ -143,17 +152,21 @@ impl SystemStore {
         Ok(created)
     }
 
-    /// Runs an executor could start now, over every owner: per owner, its runs
-    /// waiting to execute (queued, claimed and waiting for a permit, or left by
-    /// an executor that died; not those waiting out a retry's back-off), at most
-    /// the slots of `per_owner` it has free. An owner's runs beyond its slots are
-    /// not counted: more executors would not run them sooner.
-    pub async fn ready_runs(&self, per_owner: i64) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar!(
-            r#"SELECT COALESCE(sum(LEAST(w.ready, GREATEST($3 - w.busy, 0))), 0)::bigint AS "ready!" FROM (
-                 SELECT count(*) FILTER (WHERE NOT (executing AND lease_until > now())
-                                           AND NOT (lease_owner IS NULL AND lease_until > now())) AS ready,
-                        count(*) FILTER (WHERE executing AND lease_until > now()) AS busy
+    /// What the executors have to do, over every owner: the runs executing now,
+    /// and the runs an executor could start now — per owner, its runs waiting to
+    /// execute (queued, claimed and waiting for a permit, left by an executor that
+    /// died or released at a shutdown; not those waiting out a retry's back-off),
+    /// at most the slots of `per_owner` it has free. An owner's runs beyond its
+    /// slots are not counted: more executors would not run them sooner.
+    pub async fn workload(&self, per_owner: i64) -> Result<Workload, sqlx::Error> {
+        let row = sqlx::query!(
+            r#"SELECT COALESCE(sum(LEAST(w.ready, GREATEST($3 - w.busy, 0))), 0)::bigint AS "ready!",
+                      COALESCE(sum(w.busy), 0)::bigint AS "executing!"
+             FROM (
+                 SELECT count(*) FILTER (WHERE NOT (executing AND COALESCE(lease_until > now(), false))
+                                           AND NOT (lease_owner IS NULL AND COALESCE(lease_until > now(), false)))
+                            AS ready,
+                        count(*) FILTER (WHERE executing AND COALESCE(lease_until > now(), false)) AS busy
                  FROM executor.runs WHERE status IN ($1, $2) GROUP BY owner_id
              ) w"#,
             run::QUEUED,
@@ -161,7 +174,8 @@ impl SystemStore {
             per_owner,
         )
         .fetch_one(&self.pool)
-        .await
+        .await?;
+        Ok(Workload { ready: row.ready, executing: row.executing })
     }
 
     /// Unfinished runs nobody holds: queued and never picked up (after a grace of

@@ -122,9 +122,23 @@ async fn an_owner_runs_at_most_its_slots_at_once_over_every_replica_and_the_rest
     // They are no queue lag for the autoscaler: more executors would not run
     // them sooner. With more slots they would be.
     let system = executor::system::SystemStore::new(db.clone());
-    assert_eq!(system.ready_runs(2).await.unwrap(), 0, "the owner's slots are all taken");
-    assert_eq!(system.ready_runs(3).await.unwrap(), 1, "one slot free, four waiting");
-    assert_eq!(system.ready_runs(10).await.unwrap(), 4, "every waiting run could start");
+    let ready = |n| {
+        let system = system.clone();
+        async move { system.workload(n).await.unwrap().ready }
+    };
+    assert_eq!(ready(2).await, 0, "the owner's slots are all taken");
+    assert_eq!(ready(3).await, 1, "one slot free, four waiting");
+    assert_eq!(ready(10).await, 4, "every waiting run could start");
+    assert_eq!(system.workload(2).await.unwrap().executing, 2);
+    // Runs released at a shutdown (no lease at all) are waiting too.
+    sqlx::query(
+        "UPDATE executor.runs SET lease_until = NULL WHERE pilot_id = $1 AND lease_owner IS NULL AND NOT executing",
+    )
+    .bind(slow)
+    .execute(&db)
+    .await
+    .unwrap();
+    assert_eq!(ready(10).await, 4, "runs without a lease are ready");
 
     // Another owner is not held up meanwhile.
     let quick = env.pilot(other.as_uuid(), vec![step("x", transform("{}"))]);
@@ -404,4 +418,67 @@ async fn takeovers_start_again_once_the_run_moves_past_a_step() {
         .await
         .unwrap();
     assert_eq!(takeovers, 0);
+}
+
+/// A run cancelled while its step is in flight keeps its slot until the step is
+/// over (cancelling cannot free slots early, so start-and-cancel cannot run more
+/// than the owner's slots at once); then its executor gives it up and the next
+/// run starts.
+#[tokio::test]
+async fn a_run_cancelled_mid_step_keeps_its_slot_until_the_step_is_over() {
+    let env = Env::new().await;
+    let gate = Gate::start().await;
+    let mut config = env.config();
+    config.runs.owner_concurrency = 1;
+    config.runs.lease = Duration::from_secs(1);
+    let exec = env.start(config).await;
+    let owner = owner();
+    let token = env.user(owner);
+    let slow = env.pilot(owner.as_uuid(), vec![call(&format!("http://{}/{{{{ trigger.n }}}}", gate.addr))]);
+    env.trigger(owner.as_uuid(), slow, "first", serde_json::json!({"n": "first"})).await;
+    until("the first run at the endpoint", PATIENCE, || async { gate.held() == 1 }).await;
+    let first = runs_of(&exec, &token, slow).await.remove(0);
+    exec.client
+        .clone()
+        .cancel_run(authed(&token, pb::CancelRunRequest { run_id: first.id.clone() }))
+        .await
+        .unwrap();
+    env.trigger(owner.as_uuid(), slow, "second", serde_json::json!({"n": "second"})).await;
+    let db = env.superuser().await;
+    until("the second run to wait for the slot", PATIENCE, || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM executor.runs WHERE pilot_id = $1 AND status = 2 AND lease_owner IS NULL",
+        )
+        .bind(slow)
+        .fetch_one(&db)
+        .await
+        .unwrap()
+            == 1
+    })
+    .await;
+    // Several leases later the cancelled run still holds the slot (its lease is
+    // renewed while its step is in flight), and only it reached the endpoint.
+    let first_id: Uuid = first.id.parse().unwrap();
+    let held_since = Instant::now();
+    until("three leases to pass with the cancelled run still holding its slot", PATIENCE, || async {
+        let holds: bool = sqlx::query_scalar(
+            "SELECT executing AND lease_until > now() AND status = $2 FROM executor.runs WHERE id = $1",
+        )
+        .bind(first_id)
+        .bind(RunStatus::Cancelled as i16)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        assert!(holds, "the cancelled run gave its slot up while its step was in flight");
+        held_since.elapsed() > Duration::from_secs(3)
+    })
+    .await;
+    assert_eq!(gate.paths.lock().unwrap().clone(), vec!["/first".to_owned()]);
+    gate.open.send_replace(true);
+    until("the second run to succeed once the first's step is over", PATIENCE, || async {
+        runs_of(&exec, &token, slow).await.iter().any(|r| r.status == RunStatus::Succeeded as i32)
+    })
+    .await;
+    let first = runs_of(&exec, &token, slow).await.into_iter().find(|r| r.id == first.id).unwrap();
+    assert_eq!(first.status, RunStatus::Cancelled as i32);
 }
