@@ -52,12 +52,12 @@ doctest:
 ## and bench/results/<date>.json; see bench/README.md
 bench: dev-services
 	$(CARGO) build --release --workspace --bins
-	$(CARGO) run --release -p bizops-bench -- $(BENCH_ARGS)
+	"$${CARGO_TARGET_DIR:-target}/release/bizops-bench" $(BENCH_ARGS)
 
 ## bench-quick: the same, every phase short (≤ 60 s), for development
 bench-quick: dev-services
 	$(CARGO) build --release --workspace --bins
-	$(CARGO) run --release -p bizops-bench -- --quick $(BENCH_ARGS)
+	"$${CARGO_TARGET_DIR:-target}/release/bizops-bench" --quick $(BENCH_ARGS)
 
 dev-services:
 	scripts/dev-services

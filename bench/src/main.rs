@@ -6,8 +6,8 @@
 //! 2. webhook ingest: signed `POST /hooks/{id}` through the gateway (closed loop
 //!    at increasing concurrency, and open loop at half the raw rate);
 //! 3. end to end: webhook → run completed for a 3-step local Pilot;
-//! 4. identity: scrypt hash time, logins/s, VerifySession/s (uncached over gRPC,
-//!    and the gateway's cached path);
+//! 4. identity: scrypt hash time, logins/s, VerifySession/s and ExchangeToken/s
+//!    (uncached over gRPC), and the gateway's cached session-authenticated path;
 //! 5. memory: RSS of every service idle and under load;
 //! 6. noisy neighbour (durable mode): one account's end-to-end latency at a
 //!    steady rate, alone and while another account attacks (#15).
@@ -230,14 +230,25 @@ async fn main() -> anyhow::Result<()> {
         results.push(run_mode(mode, &plan, &args, &mut identity).await?);
     }
     let machine = report::Machine::probe().await;
-    let text = report::markdown(&machine, &results, identity.as_ref(), args.quick, started.elapsed());
-    println!("\n{text}");
+    let mut text = report::markdown(&machine, &results, identity.as_ref(), args.quick, started.elapsed());
 
     let date = time::OffsetDateTime::now_utc().date();
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/results");
     std::fs::create_dir_all(dir)?;
-    let file = format!("{dir}/{date}{}.json", if args.quick { "-quick" } else { "" });
     let json = report::json(&machine, &results, identity.as_ref(), args.quick, started.elapsed());
+    if let Some((name, previous)) = report::previous_run(std::path::Path::new(dir)) {
+        text.push_str(&report::comparison(&name, &previous, &json));
+    }
+    println!("\n{text}");
+    // A second full run on the same day keeps the first one's file.
+    let suffix = if args.quick { "-quick" } else { "" };
+    let mut file = format!("{dir}/{date}{suffix}.json");
+    for n in 2.. {
+        if args.quick || !std::path::Path::new(&file).exists() {
+            break;
+        }
+        file = format!("{dir}/{date}-{n}.json");
+    }
     std::fs::write(&file, serde_json::to_string_pretty(&json)?)?;
     println!("saved {file}");
     if !args.quick {

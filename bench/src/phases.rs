@@ -351,8 +351,11 @@ pub struct IdentityFigures {
     pub login: Measured,
     /// VerifySession over gRPC (identity: signature + session row, no cache).
     pub verify_uncached: Measured,
-    /// A session-authenticated request through the gateway whose VerifySession
-    /// answer is cached (≤ 5 s): `GET /` with the cookie, answered 303.
+    /// ExchangeToken over gRPC (identity: the same checks plus signing an access token).
+    pub exchange: Measured,
+    /// A session-authenticated request through the gateway whose session answer
+    /// (≤ 5 s) and access token (until 10 s before it expires) are cached: `GET /`
+    /// with the cookie, answered 303.
     pub verify_cached: Measured,
     /// Login concurrency.
     pub login_concurrency: usize,
@@ -367,12 +370,13 @@ impl IdentityFigures {
             "login": self.login.json(),
             "login_concurrency": self.login_concurrency,
             "verify_session_uncached_grpc": self.verify_uncached.json(),
+            "exchange_token_grpc": self.exchange.json(),
             "verify_session_cached_gateway": self.verify_cached.json(),
         })
     }
 }
 
-/// scrypt alone, then Login, VerifySession and the gateway's cached path.
+/// scrypt alone, then Login, VerifySession, ExchangeToken and the gateway's cached path.
 pub async fn identity(
     suite: &Suite,
     quick: bool,
@@ -420,6 +424,14 @@ pub async fn identity(
     })
     .await;
 
+    let c = client.clone();
+    let t = token.clone();
+    let exchange = closed_loop(IN_FLIGHT, secs(8.0), move |_| {
+        let (mut c, subject_token) = (c.clone(), t.clone());
+        async move { c.exchange_token(ipb::ExchangeTokenRequest { subject_token }).await.is_ok() }
+    })
+    .await;
+
     let http = reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
@@ -441,7 +453,7 @@ pub async fn identity(
         }
     })
     .await;
-    Ok(IdentityFigures { hash_ms, login, verify_uncached, verify_cached, login_concurrency })
+    Ok(IdentityFigures { hash_ms, login, verify_uncached, exchange, verify_cached, login_concurrency })
 }
 
 /// Samples resident set sizes of `pids` every 250 ms until stopped; the peaks.

@@ -104,7 +104,7 @@ fn checks(durable: &ModeResult, identity: Option<&IdentityFigures>) -> Vec<Check
     if let Some(id) = identity {
         let v = id.verify_cached.per_sec();
         out.push(Check {
-            what: "VerifySession, cached path (gateway `GET /` with a session cookie)".into(),
+            what: "Session-authenticated request, cached path (gateway `GET /` with a session cookie)".into(),
             target: "≥ 50,000/s".into(),
             measured: format!("{}/s", rate(v)),
             pass: v >= 50_000.0,
@@ -273,7 +273,13 @@ pub fn markdown(
         for (name, m) in [
             (format!("Login over gRPC ({} at once)", id.login_concurrency), &id.login),
             ("VerifySession over gRPC, uncached (signature + session row)".into(), &id.verify_uncached),
-            ("VerifySession cached path: gateway `GET /` with the session cookie".into(), &id.verify_cached),
+            ("ExchangeToken over gRPC (the same checks + signing an access token)".into(), &id.exchange),
+            (
+                "Session-authenticated request, cached path: gateway `GET /` with the session cookie \
+                 (session answer and access token cached)"
+                    .into(),
+                &id.verify_cached,
+            ),
         ] {
             let _ = writeln!(
                 s,
@@ -309,6 +315,61 @@ pub fn markdown(
             );
         }
         s.push('\n');
+    }
+    s
+}
+
+/// The newest committed full run under `dir` (not a `--quick` one): its file name
+/// and JSON.
+pub fn previous_run(dir: &std::path::Path) -> Option<(String, serde_json::Value)> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".json") && !n.contains("quick"))
+        .collect();
+    // `2026-12-05.json` sorts after `2026-12-05-2.json`; order by what precedes ".json".
+    names.sort_by_key(|n| {
+        let stem = n.trim_end_matches(".json");
+        let (date, n) = stem.get(10..).map_or((stem, 1), |rest| {
+            (&stem[..10], rest.trim_start_matches('-').parse::<u32>().unwrap_or(1))
+        });
+        (date.to_owned(), n)
+    });
+    let name = names.pop()?;
+    let text = std::fs::read_to_string(dir.join(&name)).ok()?;
+    Some((name, serde_json::from_str(&text).ok()?))
+}
+
+/// Before → after: the headline figures of `previous` (the run in file `name`)
+/// next to this run's.
+pub fn comparison(name: &str, previous: &serde_json::Value, now: &serde_json::Value) -> String {
+    // (what, true: in the durable mode's figures / false: at the top, JSON pointer)
+    const ROWS: [(&str, bool, &str); 7] = [
+        (
+            "session-authenticated request, gateway cached path (/s)",
+            false,
+            "/identity/verify_session_cached_gateway/per_sec",
+        ),
+        ("VerifySession over gRPC, uncached (/s)", false, "/identity/verify_session_uncached_grpc/per_sec"),
+        ("ExchangeToken over gRPC (/s)", false, "/identity/exchange_token_grpc/per_sec"),
+        ("durable: webhook 202/s, 32 in flight", true, "/webhook_closed_loop/2/figures/per_sec"),
+        ("durable: end to end, runs completed/s", true, "/end_to_end/runs_per_sec"),
+        ("durable: end to end p50 (ms)", true, "/end_to_end/accept_to_completion/p50_ms"),
+        ("durable: end to end p99 (ms)", true, "/end_to_end/accept_to_completion/p99_ms"),
+    ];
+    let pick = |v: &serde_json::Value, durable: bool, path: &str| -> Option<f64> {
+        let base =
+            if durable { v["modes"].as_array()?.iter().find(|m| m["mode"] == "sync_always")? } else { v };
+        base.pointer(path)?.as_f64()
+    };
+    let cell = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |x| f(x, 1));
+    let mut s = format!(
+        "\n### Compared with the previous run ({name}, {})\n\n| measurement | before | now |\n|---|---:|---:|\n",
+        previous["date"].as_str().unwrap_or("?")
+    );
+    for (what, durable, path) in ROWS {
+        let (before, after) = (pick(previous, durable, path), pick(now, durable, path));
+        let _ = writeln!(s, "| {what} | {} | {} |", cell(before), cell(after));
     }
     s
 }

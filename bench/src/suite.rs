@@ -179,6 +179,17 @@ impl Suite {
         Ok(Account { token })
     }
 
+    /// An access token of `account`'s session (identity's ExchangeToken).
+    pub async fn access(&self, account: &Account) -> anyhow::Result<String> {
+        let mut identity = IdentityServiceClient::new(self.channel("identity").await?);
+        Ok(identity
+            .exchange_token(ipb::ExchangeTokenRequest { subject_token: account.token.clone() })
+            .await
+            .context("ExchangeToken")?
+            .into_inner()
+            .access_token)
+    }
+
     /// Creates `n` enabled Pilots with the 3-step local workflow
     /// (transform → condition → ai with the local fallback).
     pub async fn pilots(&self, account: &Account, n: usize) -> anyhow::Result<Vec<Pilot>> {
@@ -193,8 +204,15 @@ impl Suite {
     ) -> anyhow::Result<Vec<Pilot>> {
         let mut catalog = CatalogServiceClient::new(self.channel("pilot-catalog").await?);
         let mut out = Vec::with_capacity(specs.len());
+        let mut access: Option<(String, std::time::Instant)> = None;
         for spec in specs {
-            let req = authed(&account.token, cpb::CreatePilotRequest { spec: Some(spec), enabled: true });
+            // The catalog takes access tokens (≤ 55 s): exchange the session again every 30 s.
+            let token =
+                match access.take().filter(|(_, at)| at.elapsed() < std::time::Duration::from_secs(30)) {
+                    Some(fresh) => access.insert(fresh),
+                    None => access.insert((self.access(account).await?, std::time::Instant::now())),
+                };
+            let req = authed(&token.0, cpb::CreatePilotRequest { spec: Some(spec), enabled: true });
             let created = catalog.create_pilot(req).await.context("CreatePilot")?.into_inner();
             let id = created.pilot.context("CreatePilot answered no Pilot")?.id;
             let secret = created.webhook_secret;

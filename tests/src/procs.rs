@@ -151,6 +151,11 @@ impl Procs {
         s.pid().unwrap_or_else(|| panic!("{svc} is not running"))
     }
 
+    /// `http://<addr>` of the running `svc` (by binary name): its gRPC server.
+    pub fn grpc_url(&self, svc: &str) -> String {
+        self.cluster.get(svc).unwrap_or_else(|e| panic!("{e:#}")).url()
+    }
+
     /// `http://<metrics addr>/metrics` of a running service.
     pub fn metrics_url(&self, svc: &str) -> String {
         let s = self.cluster.get(svc).unwrap_or_else(|e| panic!("{e:#}"));

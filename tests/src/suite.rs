@@ -436,11 +436,23 @@ impl Suite {
         b
     }
 
+    /// An access token of the session `token` (identity's ExchangeToken): what
+    /// pilot-catalog, credential-vault and executor accept from a user.
+    pub async fn access(&self, token: &str) -> String {
+        self.identity()
+            .exchange_token(ipb::ExchangeTokenRequest { subject_token: token.to_owned() })
+            .await
+            .expect("exchange the session for an access token")
+            .into_inner()
+            .access_token
+    }
+
     /// The runs of `pilot` as the executor lists them for the session `token`.
     pub async fn runs(&self, token: &str, pilot: &str) -> Vec<xpb::Run> {
+        let access = self.access(token).await;
         self.executor()
             .list_runs(bizops_testkit::authed(
-                token,
+                &access,
                 xpb::ListRunsRequest { pilot_id: pilot.into(), page_size: 100, page_token: String::new() },
             ))
             .await

@@ -1,6 +1,7 @@
-//! identity and pilot-catalog as real processes: the catalog verifies the session
-//! tokens identity issues through identity's JWKS (GetJwks), and the gateway's
-//! service token through its public key.
+//! identity and pilot-catalog as real processes: the catalog verifies the access
+//! tokens identity mints from a session (ExchangeToken) through identity's JWKS
+//! (GetJwks), refuses the session token itself, and verifies the gateway's service
+//! token through its public key.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
@@ -62,16 +63,26 @@ async fn a_session_from_identity_works_at_the_catalog() {
         .unwrap()
         .token;
 
+    let access = users
+        .exchange_token(ipb::ExchangeTokenRequest { subject_token: token.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+
     let mut pilots = CatalogServiceClient::connect(catalog.url()).await.unwrap();
+    let s = pilots.list_pilots(authed(&token, cpb::ListPilotsRequest::default())).await.unwrap_err();
+    assert_eq!(s.code(), tonic::Code::Unauthenticated);
+    assert!(s.message().contains("ExchangeToken"), "{}", s.message());
     let spec = cpb::PilotSpec {
         title: "Hello".into(),
         steps: vec![step("echo", transform("{{ trigger | tojson }}"))],
         ..Default::default()
     };
     let created = pilots
-        .create_pilot(authed(&token, cpb::CreatePilotRequest { spec: Some(spec), enabled: true }))
+        .create_pilot(authed(&access, cpb::CreatePilotRequest { spec: Some(spec), enabled: true }))
         .await
-        .expect("the catalog accepts identity's session token via JWKS")
+        .expect("the catalog accepts identity's access token via JWKS")
         .into_inner();
     let pilot = created.pilot.unwrap();
 
@@ -99,7 +110,7 @@ async fn a_session_from_identity_works_at_the_catalog() {
         bizops_authn::SessionSigner::new(SigningKey::generate("x").unwrap(), "bizops-identity", "bizops");
     let now = time_now();
     let forged = foreign
-        .sign(bizops_authn::OwnerId(uuid::Uuid::now_v7()), uuid::Uuid::now_v7(), now.0, now.1)
+        .sign_access(bizops_authn::OwnerId(uuid::Uuid::now_v7()), uuid::Uuid::now_v7(), now.0, now.1)
         .unwrap();
     let s = pilots.list_pilots(authed(&forged, cpb::ListPilotsRequest::default())).await.unwrap_err();
     assert_eq!(s.code(), tonic::Code::Unauthenticated);
@@ -107,7 +118,7 @@ async fn a_session_from_identity_works_at_the_catalog() {
     let (status, logs) = catalog.stop().await;
     assert!(status.success());
     assert!(
-        !logs.contains(&created.webhook_secret) && !logs.contains(&token),
+        !logs.contains(&created.webhook_secret) && !logs.contains(&token) && !logs.contains(&access),
         "no secrets in the catalog's logs"
     );
     for (old, new) in [
@@ -128,5 +139,5 @@ async fn a_session_from_identity_works_at_the_catalog() {
 
 fn time_now() -> (time::OffsetDateTime, time::OffsetDateTime) {
     let now = time::OffsetDateTime::now_utc();
-    (now, now + time::Duration::hours(1))
+    (now, now + time::Duration::seconds(55))
 }

@@ -40,7 +40,10 @@ struct Pilot {
 async fn create_pilot(suite: &Suite, user: &User, spec: cpb::PilotSpec) -> Pilot {
     let created = suite
         .catalog()
-        .create_pilot(authed(&user.token, cpb::CreatePilotRequest { spec: Some(spec), enabled: true }))
+        .create_pilot(authed(
+            &suite.access(&user.token).await,
+            cpb::CreatePilotRequest { spec: Some(spec), enabled: true },
+        ))
         .await
         .expect("create pilot")
         .into_inner();
@@ -51,7 +54,7 @@ async fn connect(suite: &Suite, user: &User, name: &str, kind: vpb::ConnectorKin
     suite
         .vault()
         .put_credential(authed(
-            &user.token,
+            &suite.access(&user.token).await,
             vpb::PutCredentialRequest { name: name.into(), kind: kind as i32, value: value.into() },
         ))
         .await
@@ -62,7 +65,7 @@ async fn runs(suite: &Suite, user: &User, pilot: &str) -> Vec<xpb::Run> {
     suite
         .executor()
         .list_runs(authed(
-            &user.token,
+            &suite.access(&user.token).await,
             xpb::ListRunsRequest { pilot_id: pilot.into(), page_size: 100, page_token: String::new() },
         ))
         .await
@@ -78,7 +81,7 @@ async fn wait_for_run(suite: &Suite, user: &User, pilot: &str, status: RunStatus
     .await;
     suite
         .executor()
-        .get_run(authed(&user.token, xpb::GetRunRequest { run_id: run.id }))
+        .get_run(authed(&suite.access(&user.token).await, xpb::GetRunRequest { run_id: run.id }))
         .await
         .unwrap()
         .into_inner()
@@ -310,7 +313,7 @@ async fn deleting_an_account_removes_everything_everywhere_while_webhooks_keep_c
     let pending = suite
         .executor()
         .list_approvals(authed(
-            &bystander.token,
+            &suite.access(&bystander.token).await,
             xpb::ListApprovalsRequest { page_size: 20, page_token: String::new() },
         ))
         .await
@@ -415,7 +418,10 @@ async fn disconnecting_a_credential_deletes_it_at_once_and_runs_needing_it_fail_
 
     suite
         .vault()
-        .delete_credential(authed(&user.token, vpb::DeleteCredentialRequest { name: "slack".into() }))
+        .delete_credential(authed(
+            &suite.access(&user.token).await,
+            vpb::DeleteCredentialRequest { name: "slack".into() },
+        ))
         .await
         .unwrap();
     // Gone at once: no wait, read as the vault's system role.

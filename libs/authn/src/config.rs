@@ -2,14 +2,17 @@
 
 use std::{sync::Arc, time::Duration};
 
-use bizops_config::string_list;
+use bizops_config::{duration, string_list};
 use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::{
     Authenticator, JwksCache, JwksSource, PublicKey, ServiceSigner, ServiceVerifier, SessionVerifier,
-    SigningKey, keys::Jwk, session::futures_lite::BoxFuture,
+    SigningKey, UserToken, keys::Jwk, session::futures_lite::BoxFuture,
 };
+
+/// Longest `BIZOPS_AUTH__JWKS_REFRESH`: a retired key is trusted at most this long.
+pub const MAX_JWKS_REFRESH: Duration = Duration::from_secs(15 * 60);
 
 /// `BIZOPS_AUTH__IDENTITY_URL` became `BIZOPS_IDENTITY_URL` (every URL of a service
 /// another calls is `BIZOPS_<SERVICE>_URL`): in the renames of every service that
@@ -24,14 +27,19 @@ pub const RENAMED_IDENTITY_URL: bizops_config::Renamed =
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Static session public keys `<kid>:<base64>`, used instead of (or before the
-    /// first fetch from) identity's JWKS; comma-separated in env.
+    /// Static public keys `<kid>:<base64>` of identity's token signing keys, used
+    /// instead of (or in addition to) identity's JWKS; comma-separated in env.
     #[serde(deserialize_with = "string_list")]
     pub session_public_keys: Vec<String>,
-    /// `iss` of session tokens.
+    /// `iss` of user tokens.
     pub session_issuer: String,
-    /// `aud` of session tokens.
+    /// `aud` of user tokens.
     pub session_audience: String,
+    /// How often identity's JWKS is fetched again (also at once when a token names
+    /// an unknown key, at most every 30 s): a key identity no longer publishes is
+    /// refused after at most this long. 5 minutes by default, at most 15.
+    #[serde(deserialize_with = "duration")]
+    pub jwks_refresh: Duration,
     /// This service's own Ed25519 key `<name>:<base64 seed>` for calling others.
     pub service_key: Option<SecretString>,
     /// Public keys `<service>:<base64>` of the services allowed to call this one.
@@ -45,6 +53,7 @@ impl Default for AuthConfig {
             session_public_keys: Vec::new(),
             session_issuer: "bizops-identity".into(),
             session_audience: "bizops".into(),
+            jwks_refresh: Duration::from_secs(5 * 60),
             service_key: None,
             trusted_callers: Vec::new(),
         }
@@ -52,29 +61,40 @@ impl Default for AuthConfig {
 }
 
 impl AuthConfig {
-    /// The request authenticator of service `me`: session tokens verified against
-    /// the static keys or the JWKS of identity at `identity_url` (fetched from its
-    /// GetJwks, refreshed when a token names an unknown key), service tokens from
-    /// the trusted callers.
+    /// The request authenticator of service `me`: users' access tokens (never
+    /// session tokens) verified against the static keys or the JWKS of identity at
+    /// `identity_url` (fetched from its GetJwks every `jwks_refresh` and when a
+    /// token names an unknown key), service tokens from the trusted callers.
+    /// With an identity URL it must be called within a Tokio runtime (the refresh
+    /// runs as a task for as long as the authenticator lives).
     pub fn authenticator(&self, me: &str, identity_url: Option<&str>) -> anyhow::Result<Authenticator> {
         let callers = parse_public(&self.trusted_callers, "BIZOPS_AUTH__TRUSTED_CALLERS")?;
         let statics = parse_public(&self.session_public_keys, "BIZOPS_AUTH__SESSION_PUBLIC_KEYS")?;
+        anyhow::ensure!(
+            !self.jwks_refresh.is_zero() && self.jwks_refresh <= MAX_JWKS_REFRESH,
+            "BIZOPS_AUTH__JWKS_REFRESH: must be more than 0 and at most {} minutes",
+            MAX_JWKS_REFRESH.as_secs() / 60
+        );
         let auth = Authenticator::none().with_services(ServiceVerifier::new(me, &callers));
         Ok(match identity_url {
             Some(url) => {
                 let source = IdentityJwks::new(url)?.with_static(statics);
-                auth.with_jwks(Arc::new(JwksCache::new(
+                let cache = Arc::new(JwksCache::new(
                     source,
+                    UserToken::Access,
                     &self.session_issuer,
                     &self.session_audience,
-                    Duration::from_secs(30),
-                )))
+                    Duration::from_secs(30).min(self.jwks_refresh),
+                ));
+                cache.keep_fresh(self.jwks_refresh);
+                auth.with_jwks(cache)
             }
             None => {
                 if statics.is_empty() {
                     tracing::warn!("no BIZOPS_IDENTITY_URL or session keys: user tokens will be refused");
                 }
-                let verifier = SessionVerifier::new(&statics, &self.session_issuer, &self.session_audience);
+                let verifier =
+                    SessionVerifier::access(&statics, &self.session_issuer, &self.session_audience);
                 auth.with_local_sessions(Arc::new(std::sync::RwLock::new(verifier)))
             }
         })

@@ -1,5 +1,6 @@
-//! A tower layer for tonic servers that verifies `authorization: Bearer` (session
-//! or service token) and `x-bizops-service-token`, and stores the result in the
+//! A tower layer for tonic servers that verifies `authorization: Bearer` (a user
+//! token — session tokens at identity, access tokens everywhere else — or a service
+//! token) and `x-bizops-service-token`, and stores the result in the
 //! request extensions as [`Caller`] and [`ForwardingService`]. It never rejects a
 //! request itself: handlers decide with [`crate::require_user`] and
 //! [`crate::require_service`], so public RPCs (Register, Login) keep working.
@@ -35,13 +36,14 @@ impl Authenticator {
         Self { sessions: Sessions::None, services: None }
     }
 
-    /// Verifies session tokens against a local key set (identity itself).
+    /// Verifies user tokens against a local key set (identity itself: session
+    /// tokens; a service with static keys: access tokens — the verifier's kind).
     pub fn with_local_sessions(mut self, verifier: Arc<RwLock<SessionVerifier>>) -> Self {
         self.sessions = Sessions::Local(verifier);
         self
     }
 
-    /// Verifies session tokens against identity's JWKS.
+    /// Verifies user tokens (the cache's kind) against identity's JWKS.
     pub fn with_jwks(mut self, cache: Arc<JwksCache>) -> Self {
         self.sessions = Sessions::Jwks(cache);
         self

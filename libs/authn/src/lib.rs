@@ -1,5 +1,6 @@
-//! Who is calling: session tokens (EdDSA JWTs issued by identity, verified against
-//! its JWKS), service tokens (short-lived EdDSA JWTs each service signs with its own
+//! Who is calling: session tokens (EdDSA JWTs issued by identity, accepted by
+//! identity alone), access tokens (minted by identity from a live session, at most
+//! 60 s, verified by every other service against identity's JWKS), service tokens (short-lived EdDSA JWTs each service signs with its own
 //! key), and a tower layer that puts the verified [`Caller`] into request extensions.
 //!
 //! Ownership starts here: [`require_user`] yields the [`OwnerId`] every user-scoped
@@ -19,17 +20,20 @@ pub use caller::{
     Caller, FORWARDED_SOURCE_METADATA, OwnerId, SERVICE_TOKEN_METADATA, UserCaller, caller, require_service,
     require_user, source_address,
 };
-pub use config::{AuthConfig, IdentityJwks, RENAMED_IDENTITY_URL};
+pub use config::{AuthConfig, IdentityJwks, MAX_JWKS_REFRESH, RENAMED_IDENTITY_URL};
 pub use keys::{Jwk, JwkSet, KeyError, PublicKey, SigningKey};
 pub use layer::{AuthLayer, AuthService, Authenticator};
 pub use service::{
     MAX_SERVICE_TOKEN_LIFETIME, ServiceClaims, ServiceSigner, ServiceTokenInterceptor, ServiceVerifier,
 };
 pub use session::{
-    JwksCache, JwksSource, SessionClaims, SessionSigner, SessionVerifier, TokenError, VerifiedSession,
+    JwksCache, JwksSource, MAX_ACCESS_TOKEN_LIFETIME, SessionClaims, SessionSigner, SessionVerifier,
+    TokenError, UserToken, VerifiedSession,
 };
 
 /// `token_use` claim of session tokens.
 pub const TOKEN_USE_SESSION: &str = "session";
+/// `token_use` claim of access tokens.
+pub const TOKEN_USE_ACCESS: &str = "access";
 /// `token_use` claim of service tokens.
 pub const TOKEN_USE_SERVICE: &str = "service";

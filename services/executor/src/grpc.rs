@@ -118,13 +118,13 @@ impl<S: RunStore> Executor<S> {
 
     async fn start_run(&self, request: Request<pb::StartRunRequest>) -> Result<pb::StartRunResponse, Error> {
         let user = require_user(&request)?;
-        // The catalog decides, with the user's own session, whether the Pilot is
-        // theirs and which version is current.
+        // The catalog decides, with the user's own access token, whether the Pilot
+        // is theirs and which version is current.
         let authorization = request
             .metadata()
             .get("authorization")
             .cloned()
-            .ok_or_else(|| Error::new(ErrorCode::Unauthenticated, "sign in first: no session token"))?;
+            .ok_or_else(|| Error::new(ErrorCode::Unauthenticated, "sign in first: no access token"))?;
         let req = request.into_inner();
         let pilot = id(&req.pilot_id, "pilot")?;
         let payload = if req.payload_json.trim().is_empty() { "{}".to_owned() } else { req.payload_json };

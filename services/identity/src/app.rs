@@ -42,6 +42,7 @@ impl App {
     /// Validates configuration, connects to Postgres, prepares keys and the password
     /// hasher, and binds the gRPC and metrics listeners (port 0 picks a free port).
     pub async fn build(config: IdentityConfig) -> anyhow::Result<Self> {
+        config.session.validate()?;
         let keys = KeyRing::from_config(&config.keys, &config.session)?;
         let callers = config
             .auth

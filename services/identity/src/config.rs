@@ -155,6 +155,27 @@ pub struct SessionConfig {
     /// VerifySession mostly read-only).
     #[serde(deserialize_with = "duration")]
     pub last_seen_resolution: Duration,
+    /// Lifetime of the access tokens ExchangeToken mints (at most
+    /// [`MAX_ACCESS_TTL`]): how long a service may still accept one after its
+    /// session ended.
+    #[serde(deserialize_with = "duration")]
+    pub access_ttl: Duration,
+}
+
+/// Longest `BIZOPS_SESSION__ACCESS_TTL`: with the verifiers' 5 s leeway, an access
+/// token is refused everywhere within 60 s of being minted.
+pub const MAX_ACCESS_TTL: Duration = bizops_authn::MAX_ACCESS_TOKEN_LIFETIME;
+
+impl SessionConfig {
+    /// Refuses an access-token lifetime outside 1–55 s.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.access_ttl >= Duration::from_secs(1) && self.access_ttl <= MAX_ACCESS_TTL,
+            "BIZOPS_SESSION__ACCESS_TTL: must be between 1 s and {} s",
+            MAX_ACCESS_TTL.as_secs()
+        );
+        Ok(())
+    }
 }
 
 impl Default for SessionConfig {
@@ -165,6 +186,7 @@ impl Default for SessionConfig {
             ttl: Duration::from_secs(12 * 3600),
             idle_timeout: Duration::from_secs(2 * 3600),
             last_seen_resolution: Duration::from_secs(60),
+            access_ttl: MAX_ACCESS_TTL,
         }
     }
 }

@@ -256,7 +256,9 @@ impl<S: AccountStore> Identity<S> {
         Ok(pb::LoginResponse { account: Some(account_pb(&account)), session: Some(session) })
     }
 
-    async fn verify_session(&self, token: &str) -> Result<pb::VerifySessionResponse, Error> {
+    /// A session token's session, checked like every use: signature, expiry,
+    /// revocation, idle timeout.
+    async fn session_of(&self, token: &str) -> Result<(UserCaller, SessionRow), Error> {
         let verified = {
             let verifier = self.keys.verifier();
             let guard = verifier.read().map_err(|_| Error::internal("key ring lock poisoned"))?;
@@ -265,10 +267,38 @@ impl<S: AccountStore> Identity<S> {
         let verified = verified.map_err(|e: TokenError| session_expired(&e.to_string()))?;
         let user = UserCaller { owner_id: verified.owner_id, session_id: verified.session_id };
         let row = self.live_session(user).await?;
+        Ok((user, row))
+    }
+
+    async fn verify_session(&self, token: &str) -> Result<pb::VerifySessionResponse, Error> {
+        let (user, row) = self.session_of(token).await?;
         Ok(pb::VerifySessionResponse {
-            owner_id: verified.owner_id.to_string(),
-            session_id: verified.session_id.to_string(),
+            owner_id: user.owner_id.to_string(),
+            session_id: user.session_id.to_string(),
             expires_at: Some(to_proto(row.expires_at)),
+            idle_expires_at: Some(to_proto(row.last_seen_at + self.session.idle_timeout)),
+        })
+    }
+
+    /// Mints an access token from a live session; it never outlives the session.
+    async fn exchange_token(&self, subject: &str) -> Result<pb::ExchangeTokenResponse, Error> {
+        let outcome = self.session_of(subject).await;
+        metrics::counter!("identity_token_exchanges_total", "result" => if outcome.is_ok() { "ok" } else { "refused" })
+            .increment(1);
+        let (user, row) = outcome?;
+        let now = self.clock.now();
+        let expires_at = (now + self.session.access_ttl).min(row.expires_at);
+        let access_token = self
+            .keys
+            .signer()
+            .sign_access(user.owner_id, user.session_id, now, expires_at)
+            .map_err(|e| Error::internal(format!("signing an access token: {e}")))?;
+        Ok(pb::ExchangeTokenResponse {
+            access_token,
+            expires_at: Some(to_proto(expires_at)),
+            owner_id: user.owner_id.to_string(),
+            session_id: user.session_id.to_string(),
+            session_expires_at: Some(to_proto(row.expires_at)),
             idle_expires_at: Some(to_proto(row.last_seen_at + self.session.idle_timeout)),
         })
     }
@@ -394,6 +424,14 @@ impl<S: AccountStore> IdentityService for Identity<S> {
         request: Request<pb::VerifySessionRequest>,
     ) -> Result<Response<pb::VerifySessionResponse>, Status> {
         reply(self.verify_session(&request.into_inner().token).await)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn exchange_token(
+        &self,
+        request: Request<pb::ExchangeTokenRequest>,
+    ) -> Result<Response<pb::ExchangeTokenResponse>, Status> {
+        reply(self.exchange_token(&request.into_inner().subject_token).await)
     }
 
     #[tracing::instrument(skip_all)]

@@ -244,12 +244,15 @@ impl Api {
         self.client.clone()
     }
 
-    /// A session token of a new user.
+    /// An access token of a new user.
     pub fn new_user(&self) -> User {
         let owner = OwnerId(Uuid::now_v7());
         let now = OffsetDateTime::now_utc();
-        let token =
-            self.keys.sessions.sign(owner, Uuid::now_v7(), now, now + time::Duration::hours(1)).unwrap();
+        let token = self
+            .keys
+            .sessions
+            .sign_access(owner, Uuid::now_v7(), now, now + time::Duration::seconds(55))
+            .unwrap();
         User { owner, token }
     }
 

@@ -67,7 +67,7 @@ impl Env {
         let session_key = SigningKey::generate("test-session").unwrap();
         let catalog = CatalogData::default();
         *catalog.sessions.lock().unwrap() =
-            Some(SessionVerifier::new([&session_key.public()], "bizops-identity", "bizops"));
+            Some(SessionVerifier::access([&session_key.public()], "bizops-identity", "bizops"));
         let vault = VaultData::default();
         let fakes_addr = fakes::serve(catalog.clone(), vault.clone()).await;
         let prefix = bizops_testkit::nats_prefix();
@@ -152,7 +152,7 @@ impl Env {
 
     pub fn user(&self, owner: OwnerId) -> String {
         let now = OffsetDateTime::now_utc();
-        self.sessions.sign(owner, Uuid::now_v7(), now, now + time::Duration::hours(1)).unwrap()
+        self.sessions.sign_access(owner, Uuid::now_v7(), now, now + time::Duration::seconds(55)).unwrap()
     }
 
     /// Registers a Pilot version with the fake catalog.

@@ -24,7 +24,6 @@ use crate::{
     shared::{
         extract::{ApiJson, ApiResult, Authed, ClientIp},
         model::{ErrorBody, rfc3339},
-        session::CurrentSession,
         state::{SessionSlot, Shared},
     },
 };
@@ -144,18 +143,8 @@ async fn change_password(
     ApiJson(body): ApiJson<ChangePasswordBody>,
 ) -> ApiResult<Response> {
     let session = ops::change_password(&st, &s, ip.0, &body.current_password, &body.new_password).await?;
-    let account = ops::account(&st, &with_token(&s, &session)).await?;
+    let account = ops::account_of(&st, &session.token).await?;
     session_response(&st, StatusCode::OK, account, &session)
-}
-
-/// The request's session replaced by a fresh one (after a password change).
-pub fn with_token(old: &CurrentSession, new: &ops::NewSession) -> CurrentSession {
-    CurrentSession {
-        token: new.token.clone(),
-        owner_id: old.owner_id,
-        session_id: new.session_id,
-        expires_at: new.expires_at,
-    }
 }
 
 /// Delete the account and everything it owns, at once. Needs the password.

@@ -117,8 +117,13 @@ pub async fn logout(st: &AppState, s: &CurrentSession) -> Result<(), Error> {
 
 /// The caller's account.
 pub async fn account(st: &AppState, s: &CurrentSession) -> Result<Account, Error> {
+    account_of(st, &s.token).await
+}
+
+/// The account of the session `token` (identity takes the session token itself).
+pub async fn account_of(st: &AppState, token: &SecretString) -> Result<Account, Error> {
     let b = &st.backends;
-    let response = rpc!(st.backends, identity.get_account, b.user(&s.token, identity::GetAccountRequest {}))?;
+    let response = rpc!(st.backends, identity.get_account, b.user(token, identity::GetAccountRequest {}))?;
     response.account.map(Into::into).ok_or_else(|| Error::internal(std::io::Error::other("no account")))
 }
 
@@ -176,7 +181,14 @@ pub async fn export_account(st: &AppState, s: &CurrentSession) -> Result<Account
     let account = account(st, s).await?;
     let mut pilots = Vec::new();
     let mut token = String::new();
+    let mut s = s.clone();
     loop {
+        // A long walk can outlive an access token: each page takes the session's
+        // current one, and the walk ends with the session.
+        s = st.sessions.verify(s.token.clone()).await?.ok_or_else(|| {
+            Error::new(ErrorCode::Unauthenticated, "the session is not valid; sign in again")
+        })?;
+        let s = &s;
         let list = pilots::ops::list_pilots(st, s, Some(WALK_PAGE), Some(token)).await?;
         for p in list.pilots {
             let document = pilots::ops::export_pilot(st, s, &p.id).await?;

@@ -26,7 +26,7 @@ pub async fn list_approvals(
         st.backends,
         executor.list_approvals,
         b.user(
-            &s.token,
+            &s.access,
             executor::ListApprovalsRequest {
                 page_size: page(page_size),
                 page_token: page_token.clone().unwrap_or_default()
@@ -60,7 +60,7 @@ pub async fn decide(
         st.backends,
         executor.decide_approval,
         b.user(
-            &s.token,
+            &s.access,
             executor::DecideApprovalRequest {
                 approval_id: id.clone(),
                 decision,

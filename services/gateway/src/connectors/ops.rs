@@ -21,7 +21,7 @@ pub fn parse_connector_name(text: &str) -> Result<String, Error> {
 /// The caller's connectors.
 pub async fn list_connectors(st: &AppState, s: &CurrentSession) -> Result<ConnectorList, Error> {
     let b = &st.backends;
-    let r = rpc!(st.backends, vault.list_credentials, b.user(&s.token, vault::ListCredentialsRequest {}))?;
+    let r = rpc!(st.backends, vault.list_credentials, b.user(&s.access, vault::ListCredentialsRequest {}))?;
     Ok(ConnectorList { connectors: r.credentials.into_iter().map(Into::into).collect() })
 }
 
@@ -42,7 +42,7 @@ pub async fn put_connector(
         st.backends,
         vault.put_credential,
         b.user(
-            &s.token,
+            &s.access,
             vault::PutCredentialRequest {
                 name: name.clone(),
                 kind: kind.to_proto() as i32,
@@ -62,7 +62,7 @@ pub async fn test_connector(st: &AppState, s: &CurrentSession, name: &str) -> Re
     let r = rpc!(
         st.backends,
         vault.test_credential,
-        b.user(&s.token, vault::TestCredentialRequest { name: name.clone() })
+        b.user(&s.access, vault::TestCredentialRequest { name: name.clone() })
     )?;
     Ok(ConnectorTest { ok: r.ok, detail: r.detail, provider_status: r.provider_status })
 }
@@ -74,7 +74,7 @@ pub async fn delete_connector(st: &AppState, s: &CurrentSession, name: &str) -> 
     rpc!(
         st.backends,
         vault.delete_credential,
-        b.user(&s.token, vault::DeleteCredentialRequest { name: name.clone() })
+        b.user(&s.access, vault::DeleteCredentialRequest { name: name.clone() })
     )?;
     Ok(())
 }

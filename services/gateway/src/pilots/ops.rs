@@ -35,7 +35,7 @@ pub async fn list_pilots(
         st.backends,
         catalog.list_pilots,
         b.user(
-            &s.token,
+            &s.access,
             catalog::ListPilotsRequest {
                 page_size: page(page_size),
                 page_token: page_token.clone().unwrap_or_default()
@@ -60,7 +60,7 @@ pub async fn create_pilot(
     let r = rpc!(
         st.backends,
         catalog.create_pilot,
-        b.user(&s.token, catalog::CreatePilotRequest { spec: Some(spec.clone()), enabled })
+        b.user(&s.access, catalog::CreatePilotRequest { spec: Some(spec.clone()), enabled })
     )?;
     Ok(PilotWithSecret { pilot: pilot_of(st, r.pilot)?, webhook_secret: r.webhook_secret })
 }
@@ -72,7 +72,7 @@ pub async fn get_pilot(st: &AppState, s: &CurrentSession, id: &str) -> Result<Pi
     let r = rpc!(
         st.backends,
         catalog.get_pilot,
-        b.user(&s.token, catalog::GetPilotRequest { pilot_id: id.clone() })
+        b.user(&s.access, catalog::GetPilotRequest { pilot_id: id.clone() })
     )?;
     pilot_of(st, r.pilot)
 }
@@ -92,7 +92,7 @@ pub async fn update_pilot(
         st.backends,
         catalog.update_pilot,
         b.user(
-            &s.token,
+            &s.access,
             catalog::UpdatePilotRequest { pilot_id: id.clone(), expected_version, spec: Some(spec.clone()) },
         )
     )?;
@@ -106,7 +106,7 @@ pub async fn delete_pilot(st: &AppState, s: &CurrentSession, id: &str) -> Result
     rpc!(
         st.backends,
         catalog.delete_pilot,
-        b.user(&s.token, catalog::DeletePilotRequest { pilot_id: id.clone() })
+        b.user(&s.access, catalog::DeletePilotRequest { pilot_id: id.clone() })
     )?;
     Ok(())
 }
@@ -118,7 +118,7 @@ pub async fn set_enabled(st: &AppState, s: &CurrentSession, id: &str, enabled: b
     let r = rpc!(
         st.backends,
         catalog.set_enabled,
-        b.user(&s.token, catalog::SetEnabledRequest { pilot_id: id.clone(), enabled })
+        b.user(&s.access, catalog::SetEnabledRequest { pilot_id: id.clone(), enabled })
     )?;
     pilot_of(st, r.pilot)
 }
@@ -137,7 +137,7 @@ pub async fn list_versions(
         st.backends,
         catalog.list_versions,
         b.user(
-            &s.token,
+            &s.access,
             catalog::ListVersionsRequest {
                 pilot_id: id.clone(),
                 page_size: page(page_size),
@@ -172,7 +172,7 @@ pub async fn get_version(
     let r = rpc!(
         st.backends,
         catalog.get_version,
-        b.user(&s.token, catalog::GetVersionRequest { pilot_id: id.clone(), version })
+        b.user(&s.access, catalog::GetVersionRequest { pilot_id: id.clone(), version })
     )?;
     let v = r.version.ok_or_else(|| Error::internal(std::io::Error::other("catalog returned no version")))?;
     Ok(PilotVersion {
@@ -190,7 +190,7 @@ pub async fn export_pilot(st: &AppState, s: &CurrentSession, id: &str) -> Result
     let r = rpc!(
         st.backends,
         catalog.export_pilot,
-        b.user(&s.token, catalog::ExportPilotRequest { pilot_id: id.clone() })
+        b.user(&s.access, catalog::ExportPilotRequest { pilot_id: id.clone() })
     )?;
     serde_json::from_str(&r.json).map_err(Error::internal)
 }
@@ -206,7 +206,7 @@ pub async fn import_pilot(
     let r = rpc!(
         st.backends,
         catalog.import_pilot,
-        b.user(&s.token, catalog::ImportPilotRequest { json: document.to_owned(), enabled })
+        b.user(&s.access, catalog::ImportPilotRequest { json: document.to_owned(), enabled })
     )?;
     Ok(PilotWithSecret { pilot: pilot_of(st, r.pilot)?, webhook_secret: r.webhook_secret })
 }
@@ -218,7 +218,7 @@ pub async fn rotate_secret(st: &AppState, s: &CurrentSession, id: &str) -> Resul
     let r = rpc!(
         st.backends,
         catalog.rotate_webhook_secret,
-        b.user(&s.token, catalog::RotateWebhookSecretRequest { pilot_id: id.clone() })
+        b.user(&s.access, catalog::RotateWebhookSecretRequest { pilot_id: id.clone() })
     )?;
     Ok(RotatedSecret {
         webhook_secret: r.webhook_secret,

@@ -79,7 +79,7 @@ fn end(reason: &'static str) -> Event {
 
 async fn forward(
     st: Shared,
-    session: CurrentSession,
+    mut session: CurrentSession,
     mut run: bizops_proto::executor::v1::Run,
     mut subscriber: async_nats::Subscriber,
     tx: mpsc::Sender<Event>,
@@ -115,9 +115,13 @@ async fn forward(
             }
             () = tx.closed() => break,
             _ = recheck.tick() => {
-                if !matches!(st.sessions.verify(session.token.clone()).await, Ok(Some(_))) {
-                    let _ = send(end("signed out")).await;
-                    break;
+                match st.sessions.verify(session.token.clone()).await {
+                    // The session's current access token, for the calls to come.
+                    Ok(Some(fresh)) => session = fresh,
+                    _ => {
+                        let _ = send(end("signed out")).await;
+                        break;
+                    }
                 }
             }
             message = subscriber.next() => {

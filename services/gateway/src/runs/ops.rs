@@ -38,7 +38,7 @@ pub async fn run_now(
         st.backends,
         executor.start_run,
         b.user(
-            &s.token,
+            &s.access,
             executor::StartRunRequest {
                 pilot_id: id.clone(),
                 payload_json: payload_json.clone(),
@@ -66,7 +66,7 @@ pub async fn list_runs(
             st.backends,
             executor.list_runs,
             b.user(
-                &s.token,
+                &s.access,
                 executor::ListRunsRequest {
                     pilot_id: id.clone(),
                     page_size: page(page_size),
@@ -86,7 +86,7 @@ pub async fn get_run_proto(st: &AppState, s: &CurrentSession, run_id: Uuid) -> R
     let r = rpc!(
         st.backends,
         executor.get_run,
-        b.user(&s.token, executor::GetRunRequest { run_id: run_id.to_string() })
+        b.user(&s.access, executor::GetRunRequest { run_id: run_id.to_string() })
     )?;
     r.run.ok_or_else(|| Error::internal(std::io::Error::other("executor returned no run")))
 }
@@ -104,7 +104,7 @@ pub async fn cancel_run(st: &AppState, s: &CurrentSession, run_id: &str) -> Resu
     let r = rpc!(
         st.backends,
         executor.cancel_run,
-        b.user(&s.token, executor::CancelRunRequest { run_id: id.clone() })
+        b.user(&s.access, executor::CancelRunRequest { run_id: id.clone() })
     )?;
     r.run.map(Into::into).ok_or_else(|| Error::internal(std::io::Error::other("executor returned no run")))
 }
@@ -121,7 +121,7 @@ pub async fn replay_run(
     let r = rpc!(
         st.backends,
         executor.replay_run,
-        b.user(&s.token, executor::ReplayRunRequest { run_id: id.clone(), from_failed_step })
+        b.user(&s.access, executor::ReplayRunRequest { run_id: id.clone(), from_failed_step })
     )?;
     Ok(TriggerAccepted { trigger_id: r.trigger_id })
 }

@@ -2,7 +2,9 @@
 //! timeout per attempt, retries on `UNAVAILABLE` only, the trace context on every
 //! call, and the credentials each call needs:
 //!
-//! - user calls carry the user's session as `authorization: Bearer <jwt>`;
+//! - user calls carry the user's access token (to pilot-catalog,
+//!   credential-vault, executor) or session token (to identity) as
+//!   `authorization: Bearer <jwt>`;
 //! - calls that act for an end user at identity (Register, Login, ChangePassword,
 //!   DeleteAccount) also carry the gateway's service token for identity in
 //!   `x-bizops-service-token` and the client address in `x-bizops-source`;
@@ -117,7 +119,8 @@ impl Backends {
         self.executor.clone()
     }
 
-    /// A request carrying the user's session.
+    /// A request carrying a user token: the session's access token for
+    /// pilot-catalog, credential-vault and executor; the session token for identity.
     pub fn user<T>(&self, token: &SecretString, message: T) -> Result<Request<T>, Error> {
         let mut request = Request::new(message);
         insert(request.metadata_mut(), "authorization", &format!("Bearer {}", token.expose_secret()))?;

@@ -92,12 +92,16 @@ pub async fn session_layer(State(st): State<Shared>, mut req: Request, next: Nex
     let token = session.as_ref().map(|s| s.token.clone());
     req.extensions_mut().insert(SessionSlot(session));
     let mut response = next.run(req).await;
-    // A backend refused the session (revoked since the cached answer): forget it now.
+    // A backend refused the session's token (revoked since the cached answer, or an
+    // access token that ran out during a long request): forget the cached answer,
+    // and remove the cookie only if identity says the session is over.
     if let Some(token) = token
         && response.extensions().get::<ErrorCode>() == Some(&ErrorCode::Unauthenticated)
     {
         st.sessions.forget(&token);
-        clear = true;
+        if matches!(st.sessions.ask(token).await, Ok(None)) {
+            clear = true;
+        }
     }
     if clear && !response.headers().contains_key(header::SET_COOKIE) {
         response.headers_mut().append(header::SET_COOKIE, st.cookies.clear());

@@ -6,13 +6,17 @@
 //! `__Host-` prefix (`bizops_session`), which browsers would otherwise refuse.
 //!
 //! Revocation is enforced here: every request with a cookie is checked with
-//! identity's VerifySession, and an answer (also "not valid") is reused for at
-//! most 5 s.
+//! identity, and an answer (also "not valid") is reused for at most 5 s. The
+//! services behind the gateway accept only access tokens, which identity mints
+//! from a live session (ExchangeToken, ≤ 55 s): the gateway exchanges a session
+//! once and reuses its access token until 10 s before it expires; in between it
+//! re-checks the session with VerifySession. A session identity no longer
+//! vouches for gets no access token, and its last one expires within a minute.
 
 use std::{
     collections::HashMap,
     fmt,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -35,11 +39,18 @@ const MAX_TOKEN_BYTES: usize = 4096;
 /// Entries the verification cache holds at most.
 const MAX_CACHE_ENTRIES: usize = 100_000;
 
+/// An access token is exchanged again this long before it expires.
+const ACCESS_REFRESH_MARGIN: Duration = Duration::from_secs(10);
+
 /// A session identity vouched for (within the cache bound).
 #[derive(Clone)]
 pub struct CurrentSession {
-    /// The session JWT, forwarded to the backends.
+    /// The session JWT: identity's calls that act on the session (sign-out,
+    /// password change, account) carry it.
     pub token: SecretString,
+    /// A live access token of the session: every call to pilot-catalog,
+    /// credential-vault and executor carries it.
+    pub access: Arc<SecretString>,
     /// The account, owner of everything the request may touch.
     pub owner_id: Uuid,
     /// The session.
@@ -123,6 +134,32 @@ impl CookieJar {
     }
 }
 
+impl Cached {
+    /// Whether the answer, or else the session's access token, is still fresh.
+    fn useful(&self, now: Instant) -> bool {
+        self.until > now || self.session.as_ref().is_some_and(|v| v.access.refresh_at > now)
+    }
+}
+
+impl Vouched {
+    fn current(&self, token: &SecretString) -> CurrentSession {
+        CurrentSession {
+            token: token.clone(),
+            access: self.access.token.clone(),
+            owner_id: self.owner_id,
+            session_id: self.session_id,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+fn ids(rpc: &str, owner: &str, session: &str) -> Result<(Uuid, Uuid), Error> {
+    match (owner.parse(), session.parse()) {
+        (Ok(owner), Ok(session)) => Ok((owner, session)),
+        _ => Err(Error::internal(std::io::Error::other(format!("{rpc} answered malformed ids")))),
+    }
+}
+
 /// JWTs are base64url segments separated by dots.
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
@@ -133,19 +170,28 @@ struct Cached {
     /// `None`: identity said the token is not valid (cached too, so a repeated
     /// bad cookie costs one call per TTL).
     session: Option<Vouched>,
+    /// Identity's answer is reused until then.
     until: Instant,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Vouched {
     owner_id: Uuid,
     session_id: Uuid,
     expires_at: OffsetDateTime,
+    access: Access,
+}
+
+/// An access token and when to exchange the session again.
+#[derive(Clone)]
+struct Access {
+    token: Arc<SecretString>,
+    refresh_at: Instant,
 }
 
 /// Verifies session tokens with identity, remembering each answer, positive or
-/// negative, for at most the configured TTL (≤ 5 s). Keys are SHA-256 digests of
-/// tokens.
+/// negative, for at most the configured TTL (≤ 5 s), and each session's access
+/// token until 10 s before it expires. Keys are SHA-256 digests of tokens.
 pub struct SessionVerifier {
     backends: Backends,
     ttl: Duration,
@@ -171,50 +217,96 @@ impl SessionVerifier {
         }
     }
 
-    /// The remembered answer for `token`, if one is still fresh.
+    /// The remembered answer for `token`, if it and the session's access token
+    /// are still fresh.
     pub fn cached(&self, token: &SecretString) -> Option<Option<CurrentSession>> {
         let now = Instant::now();
-        let hit = self.lock().get(&Self::key(token)).filter(|c| c.until > now).cloned()?;
-        Some(hit.session.filter(|v| v.expires_at > OffsetDateTime::now_utc()).map(|v| CurrentSession {
-            token: token.clone(),
-            owner_id: v.owner_id,
-            session_id: v.session_id,
-            expires_at: v.expires_at,
-        }))
+        let key = Self::key(token);
+        let hit = self.lock().get(&key).filter(|c| c.until > now)?.session.clone();
+        match hit {
+            None => Some(None),
+            Some(v) if v.access.refresh_at <= now => None,
+            Some(v) if v.expires_at <= OffsetDateTime::now_utc() => Some(None),
+            Some(v) => Some(Some(v.current(token))),
+        }
     }
 
-    /// Asks identity (no cache lookup) and remembers the answer.
+    /// Asks identity (no cache lookup) and remembers the answer: VerifySession
+    /// while the session's access token is fresh, else ExchangeToken (which
+    /// checks the session the same way and mints a new access token).
     pub async fn ask(&self, token: SecretString) -> Result<Option<CurrentSession>, Error> {
         let key = Self::key(&token);
         let now = Instant::now();
-        let b = &self.backends;
-        let result = b
-            .call("VerifySession", || {
-                let request =
-                    tonic::Request::new(pb::VerifySessionRequest { token: token.expose_secret().to_owned() });
-                let mut client = b.identity();
-                Ok(async move { client.verify_session(request).await })
-            })
-            .await;
-        let response = match result {
-            Ok(r) => r,
+        let access = self
+            .lock()
+            .get(&key)
+            .and_then(|c| c.session.as_ref())
+            .map(|v| v.access.clone())
+            .filter(|a| a.refresh_at > now);
+        let answer = match access {
+            Some(access) => self.verify_session(&token, access).await,
+            None => self.exchange(&token).await,
+        };
+        let session = match answer {
+            Ok(v) => v,
             Err(e) if matches!(e.code(), ErrorCode::Unauthenticated | ErrorCode::InvalidArgument) => {
                 self.remember(key, Cached { session: None, until: now + self.ttl });
                 return Ok(None);
             }
             Err(e) => return Err(e),
         };
-        let (Ok(owner_id), Ok(session_id)) = (response.owner_id.parse(), response.session_id.parse()) else {
-            return Err(Error::internal(std::io::Error::other("VerifySession answered malformed ids")));
-        };
-        let expires_at = response
-            .expires_at
-            .as_ref()
-            .and_then(bizops_proto::timestamp::from_proto)
-            .unwrap_or_else(|| OffsetDateTime::now_utc() + self.ttl);
-        let session = Vouched { owner_id, session_id, expires_at };
-        self.remember(key, Cached { session: Some(session), until: now + self.ttl });
-        Ok(Some(CurrentSession { token, owner_id, session_id, expires_at }))
+        let current = session.current(&token);
+        // Identity's answer is not reused past the access token's refresh either.
+        let until = (now + self.ttl).min(session.access.refresh_at.max(now));
+        self.remember(key, Cached { session: Some(session), until });
+        Ok(Some(current))
+    }
+
+    async fn verify_session(&self, token: &SecretString, access: Access) -> Result<Vouched, Error> {
+        let b = &self.backends;
+        let r = b
+            .call("VerifySession", || {
+                let request =
+                    tonic::Request::new(pb::VerifySessionRequest { token: token.expose_secret().to_owned() });
+                let mut client = b.identity();
+                Ok(async move { client.verify_session(request).await })
+            })
+            .await?;
+        let (owner_id, session_id) = ids("VerifySession", &r.owner_id, &r.session_id)?;
+        let expires_at = r.expires_at.as_ref().and_then(bizops_proto::timestamp::from_proto);
+        let expires_at = expires_at.unwrap_or_else(|| OffsetDateTime::now_utc() + self.ttl);
+        Ok(Vouched { owner_id, session_id, expires_at, access })
+    }
+
+    async fn exchange(&self, token: &SecretString) -> Result<Vouched, Error> {
+        let b = &self.backends;
+        let r = b
+            .call("ExchangeToken", || {
+                let request = tonic::Request::new(pb::ExchangeTokenRequest {
+                    subject_token: token.expose_secret().to_owned(),
+                });
+                let mut client = b.identity();
+                Ok(async move { client.exchange_token(request).await })
+            })
+            .await?;
+        let (owner_id, session_id) = ids("ExchangeToken", &r.owner_id, &r.session_id)?;
+        let now = OffsetDateTime::now_utc();
+        let expires_at = r.session_expires_at.as_ref().and_then(bizops_proto::timestamp::from_proto);
+        let expires_at = expires_at.unwrap_or_else(|| now + self.ttl);
+        let access_expires =
+            r.expires_at.as_ref().and_then(bizops_proto::timestamp::from_proto).unwrap_or(now);
+        // What is left by this clock, never more than an access token may live
+        // (identity's clock may be ahead).
+        let left = Duration::try_from(access_expires - now)
+            .unwrap_or_default()
+            .min(bizops_authn::MAX_ACCESS_TOKEN_LIFETIME);
+        // Until 10 s before it expires; a token with less left (its session ends
+        // soon) is used for the first half of what is left.
+        let keep = left.saturating_sub(ACCESS_REFRESH_MARGIN).max(left / 2);
+        let token = Arc::new(SecretString::from(r.access_token));
+        let access = Access { token, refresh_at: Instant::now() + keep };
+        metrics::counter!("gateway_token_exchanges_total").increment(1);
+        Ok(Vouched { owner_id, session_id, expires_at, access })
     }
 
     /// Forgets `token` at once (after logout, password change, account deletion).
@@ -226,7 +318,7 @@ impl SessionVerifier {
         let mut cache = self.lock();
         if cache.len() >= MAX_CACHE_ENTRIES {
             let now = Instant::now();
-            cache.retain(|_, c| c.until > now);
+            cache.retain(|_, c| c.useful(now));
             if cache.len() >= MAX_CACHE_ENTRIES {
                 // Still full of live entries: skip caching rather than grow.
                 return;
@@ -235,10 +327,10 @@ impl SessionVerifier {
         cache.insert(key, entry);
     }
 
-    /// Drops expired entries (called periodically).
+    /// Drops entries that are of no more use (called periodically).
     pub fn prune(&self) {
         let now = Instant::now();
-        self.lock().retain(|_, c| c.until > now);
+        self.lock().retain(|_, c| c.useful(now));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Cached>> {

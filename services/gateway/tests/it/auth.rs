@@ -121,3 +121,64 @@ async fn session_answers_are_cached_at_most_5_s_and_so_are_refusals() {
     .await;
     assert!(r.set_cookies().iter().any(|c| c.contains("Max-Age=0")), "{:?}", r.set_cookies());
 }
+
+/// The services behind the gateway get the session's access token, never the
+/// session: the gateway exchanges the session once, reuses the access token, and
+/// exchanges again 10 s before it expires. identity's own calls carry the session.
+#[tokio::test]
+async fn backends_get_an_access_token_exchanged_once_and_renewed_before_it_expires() {
+    let gw = Gateway::start().await;
+    let bearers = |gw: &Gateway| -> Vec<String> {
+        gw.world()
+            .calls
+            .iter()
+            .filter(|c| c.rpc == "ListPilots")
+            .filter_map(|c| c.metadata.get("authorization").cloned())
+            .collect()
+    };
+
+    // 55 s tokens: one exchange serves the sign-up and every request after it.
+    let mut b = gw.user().await;
+    let session = b.token().unwrap();
+    for _ in 0..3 {
+        b.get("/api/v1/pilots").await.assert(StatusCode::OK);
+    }
+    b.get("/api/v1/session").await.assert(StatusCode::OK);
+    assert_eq!(gw.world().exchange_calls, 1, "one exchange for the session");
+    let first = bearers(&gw);
+    assert_eq!(first.len(), 3);
+    assert!(first.iter().all(|t| t.starts_with("Bearer fa.") && !t.contains(&session)), "{first:?}");
+    assert!(first.iter().all(|t| *t == first[0]), "the same access token: {first:?}");
+    let account = gw.world().calls.iter().rev().find(|c| c.rpc == "GetAccount").cloned().unwrap();
+    let identity_got = account.metadata.get("authorization").cloned();
+    assert_eq!(identity_got, Some(format!("Bearer {session}")), "identity gets the session");
+
+    // 8 s tokens (less than 20 s: kept for half their life, not until 10 s
+    // before they expire): renewed after about 4 s, before they expire.
+    gw.world().access_ttl = Some(time::Duration::seconds(8));
+    let c = gw.user().await;
+    let minted = std::time::Instant::now();
+    let c = &tokio::sync::Mutex::new(c);
+    c.lock().await.get("/api/v1/pilots").await.assert(StatusCode::OK);
+    let short = bearers(&gw).last().cloned().unwrap();
+    assert_ne!(short, first[0]);
+    let renewed = eventually("a renewed access token", Duration::from_secs(8), || async {
+        c.lock().await.get("/api/v1/pilots").await.assert(StatusCode::OK);
+        bearers(&gw).last().filter(|t| **t != short).cloned()
+    })
+    .await;
+    assert!(renewed.starts_with("Bearer fa."), "{renewed}");
+    assert!(minted.elapsed() < Duration::from_secs(8), "renewed only after it expired");
+    assert!(minted.elapsed() >= Duration::from_secs(3), "renewed too early: {:?}", minted.elapsed());
+
+    // A revoked session's requests are refused within the 5 s the gateway may reuse
+    // identity's answer, although its access token would still work at the
+    // services until it expires.
+    gw.fakes.revoke_all(&c.lock().await.email);
+    let r = eventually("the revoked session to be refused", Duration::from_millis(5500), || async {
+        let r = c.lock().await.get("/api/v1/pilots").await;
+        (r.status == StatusCode::UNAUTHORIZED).then_some(r)
+    })
+    .await;
+    assert!(r.set_cookies().iter().any(|c| c.contains("Max-Age=0")), "{:?}", r.set_cookies());
+}

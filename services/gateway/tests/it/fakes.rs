@@ -87,7 +87,17 @@ pub struct World {
     pub credentials: HashMap<(Uuid, String), (vault::CredentialInfo, String)>,
     pub started: Vec<executor::StartRunRequest>,
     pub calls: Vec<Call>,
+    /// VerifySession and ExchangeToken calls (identity asked about a session).
     pub verify_session_calls: usize,
+    /// ExchangeToken calls alone.
+    pub exchange_calls: usize,
+    /// Access tokens minted: the session they came from and when they expire.
+    /// The other fakes accept only these, until they expire, like the real
+    /// services (a revoked session's access token keeps working until then).
+    pub access: HashMap<String, (Session, OffsetDateTime)>,
+    /// Lifetime of the access tokens ExchangeToken mints (55 s unless a test
+    /// shortens it).
+    pub access_ttl: Option<time::Duration>,
     /// When set, CreatePilot and UpdatePilot answer INVALID_ARGUMENT with it.
     /// The catalog's refusal of the next spec: message, field path, problem.
     pub reject_spec: Option<(String, String, String)>,
@@ -128,8 +138,23 @@ impl Fakes {
         bizops_testkit::bearer_of(request).map(str::to_owned)
     }
 
-    /// The owner behind the request's session, like the real services' caller layer.
+    /// The owner behind the request's access token, like the caller layer of
+    /// pilot-catalog, credential-vault and executor: a session token is refused.
     fn owner<T>(&self, request: &Request<T>) -> Result<Uuid, Status> {
+        let token = Self::bearer(request).ok_or_else(|| err(ErrorCode::Unauthenticated, "no session"))?;
+        let w = self.lock();
+        if w.sessions.contains_key(&token) {
+            return Err(err(ErrorCode::Unauthenticated, "a session token is not accepted here"));
+        }
+        w.access
+            .get(&token)
+            .filter(|(_, expires)| *expires > OffsetDateTime::now_utc())
+            .map(|(s, _)| s.owner)
+            .ok_or_else(|| err(ErrorCode::Unauthenticated, "access token is not valid"))
+    }
+
+    /// The owner behind the request's session token (identity's own calls).
+    fn session_owner<T>(&self, request: &Request<T>) -> Result<Uuid, Status> {
         let token = Self::bearer(request).ok_or_else(|| err(ErrorCode::Unauthenticated, "no session"))?;
         self.lock()
             .sessions
@@ -245,7 +270,7 @@ impl IdentityService for Fakes {
         request: Request<identity::ChangePasswordRequest>,
     ) -> Reply<identity::ChangePasswordResponse> {
         self.record("ChangePassword", &request);
-        let owner = self.owner(&request)?;
+        let owner = self.session_owner(&request)?;
         let r = request.into_inner();
         let mut w = self.lock();
         let Some(account) = w.accounts.values_mut().find(|a| a.id == owner) else {
@@ -284,11 +309,37 @@ impl IdentityService for Fakes {
         }))
     }
 
+    async fn exchange_token(
+        &self,
+        request: Request<identity::ExchangeTokenRequest>,
+    ) -> Reply<identity::ExchangeTokenResponse> {
+        let mut w = self.lock();
+        w.verify_session_calls += 1;
+        w.exchange_calls += 1;
+        let subject = request.into_inner().subject_token;
+        let Some(s) = w.sessions.get(&subject).cloned() else {
+            return Err(err(ErrorCode::Unauthenticated, "session is not valid"));
+        };
+        let access = format!("fa.{}.{}", Uuid::now_v7().simple(), Uuid::now_v7().simple());
+        let now = OffsetDateTime::now_utc();
+        let ttl = w.access_ttl.unwrap_or(time::Duration::seconds(55));
+        w.access.insert(access.clone(), (s.clone(), now + ttl));
+        Ok(Response::new(identity::ExchangeTokenResponse {
+            access_token: access,
+            expires_at: Some(bizops_proto::timestamp::to_proto(now + ttl)),
+            owner_id: s.owner.to_string(),
+            session_id: s.id.to_string(),
+            session_expires_at: Some(bizops_proto::timestamp::to_proto(now + time::Duration::hours(12))),
+            idle_expires_at: Some(bizops_proto::timestamp::to_proto(now + time::Duration::hours(2))),
+        }))
+    }
+
     async fn get_account(
         &self,
         request: Request<identity::GetAccountRequest>,
     ) -> Reply<identity::GetAccountResponse> {
-        let owner = self.owner(&request)?;
+        self.record("GetAccount", &request);
+        let owner = self.session_owner(&request)?;
         let w = self.lock();
         let account = w
             .accounts
@@ -307,7 +358,7 @@ impl IdentityService for Fakes {
         request: Request<identity::DeleteAccountRequest>,
     ) -> Reply<identity::DeleteAccountResponse> {
         self.record("DeleteAccount", &request);
-        let owner = self.owner(&request)?;
+        let owner = self.session_owner(&request)?;
         let mut w = self.lock();
         let Some(email) = w.accounts.values().find(|a| a.id == owner).map(|a| a.email.clone()) else {
             return Err(err(ErrorCode::Unauthenticated, "no account"));
@@ -401,6 +452,7 @@ impl CatalogService for Fakes {
         &self,
         request: Request<catalog::ListPilotsRequest>,
     ) -> Reply<catalog::ListPilotsResponse> {
+        self.record("ListPilots", &request);
         let owner = self.owner(&request)?;
         let w = self.lock();
         let mut pilots: Vec<_> =

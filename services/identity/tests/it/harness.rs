@@ -192,6 +192,14 @@ impl Identity {
             .map(|r| r.into_inner())
     }
 
+    /// ExchangeToken of the session `token`.
+    pub async fn exchange(&self, token: &str) -> Result<pb::ExchangeTokenResponse, Status> {
+        self.client()
+            .exchange_token(pb::ExchangeTokenRequest { subject_token: token.into() })
+            .await
+            .map(|r| r.into_inner())
+    }
+
     pub async fn superuser(&self) -> sqlx::PgPool {
         self.db.superuser_pool().await.unwrap()
     }

@@ -6,6 +6,7 @@ mod harness;
 
 mod auth_flow;
 mod deletion;
+mod exchange;
 mod isolation;
 mod ops;
 mod rate_limit;

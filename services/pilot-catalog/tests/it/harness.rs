@@ -69,10 +69,10 @@ impl Catalog {
         Self { db, client, sessions, gateway, executor, identity, logs, nats, prefix, _server: server }
     }
 
-    /// A session token for a new (or given) owner.
+    /// An access token for a new (or given) owner.
     pub fn user(&self, owner: OwnerId) -> String {
         let now = OffsetDateTime::now_utc();
-        self.sessions.sign(owner, Uuid::now_v7(), now, now + time::Duration::hours(1)).unwrap()
+        self.sessions.sign_access(owner, Uuid::now_v7(), now, now + time::Duration::seconds(55)).unwrap()
     }
 
     pub fn client(&self) -> CatalogServiceClient<Channel> {
