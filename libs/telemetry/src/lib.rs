@@ -48,6 +48,7 @@ pub fn init(service: &'static str, log: &LogConfig) -> anyhow::Result<TelemetryG
         _ => EnvFilter::try_new(&log.filter)?,
     };
     let (provider, exporting) = tracer_provider(service)?;
+    EXPORTING.store(exporting, std::sync::atomic::Ordering::Relaxed);
     let otel = exporting.then(|| tracing_opentelemetry::layer().with_tracer(provider.tracer(service)));
     let fmt = match log.format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -60,6 +61,16 @@ pub fn init(service: &'static str, log: &LogConfig) -> anyhow::Result<TelemetryG
     };
     tracing_subscriber::registry().with(filter).with(otel).with(fmt).try_init()?;
     Ok(TelemetryGuard { provider })
+}
+
+/// Whether [`init`] installed an exporting OpenTelemetry layer.
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether spans are exported (an OTLP endpoint is configured): span fields only
+/// OpenTelemetry reads (`otel.name`, a response status recorded late) are worth
+/// their cost on every request only then.
+pub fn exporting() -> bool {
+    EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The tracer provider, and whether it exports.

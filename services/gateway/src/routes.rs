@@ -122,7 +122,9 @@ pub fn router(st: Shared) -> (Router, Arc<String>) {
         .layer(from_fn_with_state(st.clone(), security_headers))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span).on_response(
             |response: &Response, latency: std::time::Duration, span: &tracing::Span| {
-                span.record("http.status", response.status().as_u16());
+                if bizops_telemetry::exporting() {
+                    span.record("http.status", response.status().as_u16());
+                }
                 tracing::debug!(
                     status = response.status().as_u16(),
                     latency_ms = latency.as_millis() as u64,
