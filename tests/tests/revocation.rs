@@ -16,7 +16,7 @@ use bizops_proto::{
     identity::v1::{self as ipb, identity_service_client::IdentityServiceClient},
     vault::v1::{self as vpb, vault_service_client::VaultServiceClient},
 };
-use bizops_testkit::{PASSWORD, authed};
+use bizops_testkit::{PASSWORD, authed, wait::poll};
 use tokio::time::Instant;
 use tonic::{Code, transport::Channel};
 use uuid::Uuid;
@@ -123,23 +123,20 @@ async fn revoke(clients: &Clients, how: Revocation) {
     // The access token minted before dies with its lifetime, everywhere. (A whole
     // second of slack: `iat` and `exp` are whole seconds.)
     let bound = ACCESS_TTL + LEEWAY + Duration::from_secs(2);
-    loop {
+    let refused = poll(bound.saturating_sub(minted.elapsed()), || async {
         let answers = clients.probe(&access).await;
-        if answers.iter().all(|(_, a)| a.is_err()) {
-            for (service, answer) in answers {
-                let s = answer.unwrap_err();
-                assert_eq!(s.code(), Code::Unauthenticated, "{how:?}: {service}: {s:?}");
-                assert!(s.message().contains("expired"), "{how:?}: {service}: {}", s.message());
-            }
-            break;
-        }
+        answers.iter().all(|(_, a)| a.is_err()).then_some(answers)
+    })
+    .await;
+    let Some(answers) = refused else {
+        let answers = clients.probe(&access).await;
         let accepted: Vec<_> = answers.iter().filter(|(_, a)| a.is_ok()).map(|(s, _)| *s).collect();
-        assert!(
-            minted.elapsed() < bound,
-            "{how:?}: the revoked session's access token still works at {accepted:?} after {:?}",
-            minted.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        panic!("{how:?}: the revoked session's access token still works at {accepted:?} after {bound:?}");
+    };
+    for (service, answer) in answers {
+        let s = answer.unwrap_err();
+        assert_eq!(s.code(), Code::Unauthenticated, "{how:?}: {service}: {s:?}");
+        assert!(s.message().contains("expired"), "{how:?}: {service}: {}", s.message());
     }
 }
 
